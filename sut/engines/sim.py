@@ -1,0 +1,157 @@
+"""SIMULATED engine: no model, timing from a continuous-batching model. Never a GPU result.
+
+Each scheduler step admits waiting sequences up to --max-seqs, pays their prefill
+(prompt tokens / --prefill-tps) plus one decode step (--step-ms + --step-ms-per-seq × running),
+then gives every running sequence one token. --speed divides all times, so workers of unequal
+speed are one flag apart. Output tokens are a deterministic function of the prompt, so the same
+prompt gives the same output on any worker. With --instant the whole output is returned at once.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import zlib
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Sequence
+
+from sut.engines.base import Engine, EngineError, EngineInfo, SamplingParams
+
+
+@dataclass
+class _Seq:
+    request_id: str
+    prompt_len: int
+    tokens: list[int]
+    out: asyncio.Queue
+    sent: int = 0
+    prefilled: bool = False
+    aborted: bool = False
+
+
+@dataclass
+class SimTiming:
+    prefill_tps: float = 20000.0
+    step_ms: float = 10.0
+    step_ms_per_seq: float = 0.05
+    max_seqs: int = 256
+    speed: float = 1.0
+    output_tokens: int = 0  # 0: the request's max_new_tokens
+    instant: bool = False
+    vocab_size: int = 128256
+    max_model_len: int = 131072
+    extra: dict = field(default_factory=dict)
+
+
+class SimEngine(Engine):
+    name = "sim"
+
+    def __init__(self, model: str, timing: SimTiming):
+        self.model = model
+        self.timing = timing
+        self._waiting: list[_Seq] = []
+        self._running: list[_Seq] = []
+        self._by_id: dict[str, _Seq] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        g = parser.add_argument_group("sim engine (a SIMULATION: its numbers are never GPU results)")
+        g.add_argument("--prefill-tps", type=float, default=20000.0, help="prompt tokens per second")
+        g.add_argument("--step-ms", type=float, default=10.0, help="decode step time at batch size 0")
+        g.add_argument("--step-ms-per-seq", type=float, default=0.05, help="added step time per running seq")
+        g.add_argument("--max-seqs", type=int, default=256, help="sequences decoded at once")
+        g.add_argument("--speed", type=float, default=1.0, help="divides every time (2.0 = twice as fast)")
+        g.add_argument("--output-tokens", type=int, default=0, help="fixed output length (0: max_new_tokens)")
+        g.add_argument("--instant", action="store_true", help="answer at once (coordinator ceiling tests)")
+        g.add_argument("--vocab-size", type=int, default=128256)
+        g.add_argument("--max-model-len", type=int, default=131072)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "SimEngine":
+        if args.speed <= 0:
+            raise ValueError(f"--speed {args.speed}: must be > 0")
+        return cls(args.model, SimTiming(args.prefill_tps, args.step_ms, args.step_ms_per_seq, args.max_seqs,
+                                         args.speed, args.output_tokens, args.instant, args.vocab_size,
+                                         args.max_model_len))
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._schedule())
+
+    def info(self) -> EngineInfo:
+        t = self.timing
+        return EngineInfo(engine="sim", model=self.model, max_concurrency=t.max_seqs, max_model_len=t.max_model_len,
+                          vocab_size=t.vocab_size, simulated=True, versions={"sim": "1"},
+                          engine_args={"prefill_tps": str(t.prefill_tps), "step_ms": str(t.step_ms),
+                                       "step_ms_per_seq": str(t.step_ms_per_seq), "max_seqs": str(t.max_seqs),
+                                       "speed": str(t.speed), "instant": str(t.instant)})
+
+    def output_for(self, prompt: Sequence[int], params: SamplingParams) -> list[int]:
+        n = self.timing.output_tokens or params.max_new_tokens
+        seed = zlib.crc32(bytes(memoryview(_as_int32(prompt))))
+        return [(seed + 7919 * i) % self.timing.vocab_size for i in range(max(n, params.min_new_tokens))]
+
+    async def generate(self, request_id: str, prompt: Sequence[int],
+                       params: SamplingParams) -> AsyncIterator[list[int]]:
+        if len(prompt) + params.max_new_tokens > self.timing.max_model_len:
+            raise EngineError(f"prompt of {len(prompt)} tokens exceeds max_model_len {self.timing.max_model_len}")
+        tokens = self.output_for(prompt, params)
+        if self.timing.instant:
+            yield tokens
+            return
+        seq = _Seq(request_id, len(prompt), tokens, asyncio.Queue())
+        self._by_id[request_id] = seq
+        self._waiting.append(seq)
+        self._wake.set()
+        try:
+            while True:
+                delta = await seq.out.get()
+                if delta is None:
+                    return
+                yield delta
+        finally:
+            seq.aborted = True
+            self._by_id.pop(request_id, None)
+
+    async def abort(self, request_id: str) -> None:
+        seq = self._by_id.pop(request_id, None)
+        if seq is not None:
+            seq.aborted = True
+            seq.out.put_nowait(None)
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+    async def _schedule(self) -> None:
+        t = self.timing
+        while True:
+            if not self._waiting and not self._running:
+                self._wake.clear()
+                await self._wake.wait()
+            self._running = [s for s in self._running if not s.aborted]
+            admitted = []
+            while self._waiting and len(self._running) < t.max_seqs:
+                seq = self._waiting.pop(0)
+                if not seq.aborted:
+                    self._running.append(seq)
+                    admitted.append(seq)
+            prefill_s = sum(s.prompt_len for s in admitted) / t.prefill_tps
+            step_s = (t.step_ms + t.step_ms_per_seq * len(self._running)) / 1000.0
+            await asyncio.sleep((prefill_s + step_s) / t.speed)
+            still = []
+            for seq in self._running:
+                if seq.aborted:
+                    continue
+                seq.out.put_nowait([seq.tokens[seq.sent]])
+                seq.sent += 1
+                if seq.sent >= len(seq.tokens):
+                    seq.out.put_nowait(None)
+                else:
+                    still.append(seq)
+            self._running = still
+
+
+def _as_int32(prompt: Sequence[int]):
+    import numpy as np
+    return np.asarray(prompt, dtype="<i4")

@@ -1,0 +1,146 @@
+"""WorkerLink: the coordinator's connection to one worker.
+
+One channel and one long-lived Generate stream per worker carry every request. The link checks
+health, fetches Info, then reads events until the stream breaks; it then reports the worker down
+and reconnects with backoff, so a worker that restarts or starts late joins by itself.
+"""
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from typing import Protocol
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from sut.proto import backend_pb2 as pb
+from sut.proto import backend_pb2_grpc as pb_grpc
+from sut.wire import CHANNEL_OPTIONS, info_to_dict
+
+
+class LinkState(enum.Enum):
+    CONNECTING = "connecting"
+    READY = "ready"
+    DOWN = "down"
+
+
+class LinkListener(Protocol):
+    def on_ready(self, link: "WorkerLink") -> None: ...
+    def on_down(self, link: "WorkerLink", reason: str) -> None: ...
+    def on_events(self, link: "WorkerLink", events) -> None: ...
+
+
+class WorkerLink:
+    def __init__(self, address: str, listener: LinkListener, max_backoff_s: float = 5.0):
+        self.address = address
+        self.listener = listener
+        self.max_backoff_s = max_backoff_s
+        self.state = LinkState.CONNECTING
+        self.info: dict | None = None
+        self.last_error: str | None = None
+        self.last_progress = time.monotonic()
+        self.in_flight: dict[int, object] = {}
+        self.outstanding_work = 0
+        self.stats = {"completed": 0, "output_tokens": 0, "failures": 0, "reissued": 0, "disconnects": 0}
+        self._requests: list[pb.GenerateRequest] = []
+        self._cancels: list[int] = []
+        self._wake_sender = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._serve_task: asyncio.Task | None = None
+        self._kill_reason: str | None = None
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        return (self.info or {}).get("worker_id") or self.address
+
+    @property
+    def capacity(self) -> int:
+        return max(1, int((self.info or {}).get("max_concurrency") or 1))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"link {self.address}")
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def send(self, request: pb.GenerateRequest) -> None:
+        self._requests.append(request)
+        self._wake_sender.set()
+
+    def cancel(self, request_id: int) -> None:
+        self._cancels.append(request_id)
+        self._wake_sender.set()
+
+    def kill(self, reason: str) -> None:
+        """Drop the connection now (a stalled worker); the link reconnects with backoff."""
+        if self._serve_task and not self._serve_task.done():
+            self._kill_reason = reason
+            self._serve_task.cancel()
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while not self._closed:
+            self._kill_reason = None
+            self._serve_task = asyncio.create_task(self._connect_and_serve())
+            try:
+                await self._serve_task
+                reason = "worker closed the stream"
+            except asyncio.CancelledError:
+                if self._closed or self._kill_reason is None:
+                    raise
+                reason = self._kill_reason
+            except grpc.aio.AioRpcError as exc:
+                reason = f"{exc.code().name}: {exc.details()}"
+            except Exception as exc:  # any failure of one worker is that worker's, never the run's
+                reason = f"{type(exc).__name__}: {exc}"
+            was_ready = self.state is LinkState.READY
+            self.state = LinkState.DOWN
+            self.last_error = reason
+            if was_ready:
+                backoff = 0.2
+                self.stats["disconnects"] += 1
+                self.listener.on_down(self, reason)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff_s)
+
+    async def _connect_and_serve(self) -> None:
+        async with grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS) as channel:
+            status = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            if status.status != health_pb2.HealthCheckResponse.SERVING:
+                raise ConnectionError("health check: not serving yet (engine starting?)")
+            stub = pb_grpc.BackendStub(channel)
+            self.info = info_to_dict(await stub.Info(pb.InfoRequest(), timeout=10))
+            call = stub.Generate()
+            self._requests.clear()
+            self._cancels.clear()
+            sender = asyncio.create_task(self._send_loop(call))
+            self.state = LinkState.READY
+            self.last_progress = time.monotonic()
+            self.last_error = None
+            self.listener.on_ready(self)
+            try:
+                while True:
+                    message = await call.read()
+                    if message is grpc.aio.EOF:
+                        if sender.done() and sender.exception():
+                            raise sender.exception()
+                        return
+                    self.last_progress = time.monotonic()
+                    self.listener.on_events(self, message.events)
+            finally:
+                sender.cancel()
+                call.cancel()
+
+    async def _send_loop(self, call) -> None:
+        while True:
+            await self._wake_sender.wait()
+            self._wake_sender.clear()
+            while self._requests or self._cancels:
+                requests, self._requests = self._requests, []
+                cancels, self._cancels = self._cancels, []
+                await call.write(pb.ClientMessage(requests=requests, cancel=cancels))

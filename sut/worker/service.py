@@ -1,0 +1,101 @@
+"""The Backend gRPC service: one engine behind Generate streams, Info and the standard health service.
+
+Per request the worker sends exactly one first-token event (all tokens so far) and one completion
+(or one error) event. Events ready at the same moment go out in one message. When a client's
+stream ends or breaks, that client's unfinished requests are aborted in the engine.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+
+from sut.engines.base import Engine
+from sut.proto import backend_pb2 as pb
+from sut.proto import backend_pb2_grpc as pb_grpc
+from sut.wire import info_to_proto, pack_tokens, params_from_proto, unpack_tokens
+
+log = logging.getLogger("sut.worker")
+_END = object()
+
+
+class BackendService(pb_grpc.BackendServicer):
+    def __init__(self, engine: Engine, worker_id: str):
+        self.engine = engine
+        self.worker_id = worker_id
+        self.ready = False
+        self._streams = itertools.count(1)
+
+    async def Info(self, request: pb.InfoRequest, context) -> pb.InfoReply:
+        if not self.ready:
+            await context.abort(_unavailable(), "engine is still starting")
+        return info_to_proto(self.engine.info(), self.worker_id)
+
+    async def Generate(self, request_iterator, context):
+        if not self.ready:
+            await context.abort(_unavailable(), "engine is still starting")
+        stream_no = next(self._streams)
+        events: asyncio.Queue = asyncio.Queue()
+        tasks: dict[int, asyncio.Task] = {}
+
+        async def serve_one(req: pb.GenerateRequest) -> None:
+            engine_id = f"s{stream_no}-{req.request_id}"
+            prompt = unpack_tokens(req.prompt)
+            tokens: list[int] = []
+            try:
+                async for delta in self.engine.generate(engine_id, prompt, params_from_proto(req.params)):
+                    if not delta:
+                        continue
+                    first = not tokens
+                    tokens.extend(delta)
+                    if first:
+                        events.put_nowait(pb.Event(request_id=req.request_id,
+                                                   first_token=pb.FirstToken(tokens=pack_tokens(tokens))))
+                if not tokens:
+                    raise RuntimeError("engine finished without producing a token")
+                events.put_nowait(pb.Event(request_id=req.request_id, completion=pb.Completion(
+                    tokens=pack_tokens(tokens), prompt_tokens=len(prompt))))
+            except asyncio.CancelledError:
+                await self.engine.abort(engine_id)
+                raise
+            except Exception as exc:  # reported to the client, which may retry elsewhere
+                log.warning("request %s failed: %s", engine_id, exc)
+                events.put_nowait(pb.Event(request_id=req.request_id,
+                                           error=pb.Error(message=f"{type(exc).__name__}: {exc}")))
+            finally:
+                tasks.pop(req.request_id, None)
+
+        async def read_requests() -> None:
+            async for message in request_iterator:
+                for req in message.requests:
+                    tasks[req.request_id] = asyncio.create_task(serve_one(req))
+                for request_id in message.cancel:
+                    task = tasks.pop(request_id, None)
+                    if task is not None:
+                        task.cancel()
+            # client half-closed: finish what it asked for, then end the stream
+            while tasks:
+                await asyncio.gather(*list(tasks.values()), return_exceptions=True)
+            events.put_nowait(_END)
+
+        reader = asyncio.create_task(read_requests())
+        try:
+            while True:
+                batch = [await events.get()]
+                while not events.empty():
+                    batch.append(events.get_nowait())
+                done = batch[-1] is _END
+                batch = [e for e in batch if e is not _END]
+                if batch:
+                    yield pb.WorkerMessage(events=batch)
+                if done:
+                    return
+        finally:
+            reader.cancel()
+            for task in list(tasks.values()):
+                task.cancel()
+
+
+def _unavailable():
+    import grpc
+    return grpc.StatusCode.UNAVAILABLE
