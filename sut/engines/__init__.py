@@ -7,7 +7,6 @@ from sut.engines.base import Engine, EngineError, EngineInfo, SamplingParams
 
 _REGISTRY = {
     "hf": "sut.engines.hf:HFEngine",
-    "vllm": "sut.engines.vllm_engine:VLLMEngine",
     "sim": "sut.engines.sim:SimEngine",
 }
 

@@ -1,0 +1,34 @@
+import json
+
+from harness.verdict import read_detail_log
+
+
+def _line(key, value, error=False):
+    return ":::MLLOG " + json.dumps({"key": key, "value": value, "metadata": {"is_error": error,
+                                                                               "is_warning": False}})
+
+
+def test_valid_with_logged_errors_is_seen(tmp_path):
+    path = tmp_path / "mlperf_log_detail.txt"
+    path.write_text("\n".join([_line("error_runtime", "Attempted to complete a sample twice.", error=True),
+                               _line("result_validity", "VALID"), _line("num_errors", 1)]))
+    verdict = read_detail_log(path)
+    assert verdict.valid and verdict.num_errors == 1
+    assert verdict.errors == ["error_runtime: Attempted to complete a sample twice."]
+
+
+def test_invalid_reasons_are_collected(tmp_path):
+    path = tmp_path / "mlperf_log_detail.txt"
+    path.write_text("\n".join([_line("result_validity", "INVALID"), _line("result_min_duration_met", False),
+                               _line("early_stopping_met", False), _line("num_errors", 0)]))
+    verdict = read_detail_log(path)
+    assert not verdict.valid
+    assert verdict.invalid_reasons == ["min duration not met", "early stopping not met"]
+
+
+def test_missing_or_unfinished_log_is_not_valid(tmp_path):
+    assert not read_detail_log(tmp_path / "absent.txt").valid
+    path = tmp_path / "mlperf_log_detail.txt"
+    path.write_text(_line("loadgen_version", "6.0.17"))
+    verdict = read_detail_log(path)
+    assert not verdict.valid and "did not finish" in verdict.invalid_reasons[0]
