@@ -77,10 +77,22 @@ class WorkerLink:
         self._wake_sender.set()
 
     def kill(self, reason: str) -> None:
-        """Drop the connection now (a stalled worker); the link reconnects with backoff."""
+        """Drop the connection now (a stalled worker) and report it down at once: its work must not
+        wait for a teardown that a stopped peer may never answer. The link reconnects with backoff."""
+        self._declare_down(reason)
         if self._serve_task and not self._serve_task.done():
             self._kill_reason = reason
             self._serve_task.cancel()
+
+    def _declare_down(self, reason: str) -> None:
+        self.last_error = reason
+        if self.state is LinkState.READY:
+            self.state = LinkState.DOWN
+            self.stats["disconnects"] += 1
+            self._requests.clear()
+            self._cancels.clear()
+            self.listener.on_down(self, reason)
+        self.state = LinkState.DOWN
 
     async def _run(self) -> None:
         backoff = 0.2
@@ -98,43 +110,51 @@ class WorkerLink:
                 reason = f"{exc.code().name}: {exc.details()}"
             except Exception as exc:  # any failure of one worker is that worker's, never the run's
                 reason = f"{type(exc).__name__}: {exc}"
-            was_ready = self.state is LinkState.READY
-            self.state = LinkState.DOWN
-            self.last_error = reason
-            if was_ready:
+            if self.state is LinkState.READY:
                 backoff = 0.2
-                self.stats["disconnects"] += 1
-                self.listener.on_down(self, reason)
+            self._declare_down(reason)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.max_backoff_s)
 
     async def _connect_and_serve(self) -> None:
-        async with grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS) as channel:
-            status = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
-            if status.status != health_pb2.HealthCheckResponse.SERVING:
-                raise ConnectionError("health check: not serving yet (engine starting?)")
-            stub = pb_grpc.BackendStub(channel)
-            self.info = info_to_dict(await stub.Info(pb.InfoRequest(), timeout=10))
-            call = stub.Generate()
-            self._requests.clear()
-            self._cancels.clear()
-            sender = asyncio.create_task(self._send_loop(call))
-            self.state = LinkState.READY
-            self.last_progress = time.monotonic()
-            self.last_error = None
-            self.listener.on_ready(self)
-            try:
-                while True:
-                    message = await call.read()
-                    if message is grpc.aio.EOF:
-                        if sender.done() and sender.exception():
-                            raise sender.exception()
-                        return
+        channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        try:
+            await self._serve(channel)
+        finally:
+            # closing in the background: a stopped peer must not hold up the next connection attempt
+            closing = asyncio.ensure_future(channel.close())
+            closing.add_done_callback(lambda task: task.cancelled() or task.exception())
+
+    async def _serve(self, channel) -> None:
+        status = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        if status.status != health_pb2.HealthCheckResponse.SERVING:
+            raise ConnectionError("health check: not serving yet (engine starting?)")
+        stub = pb_grpc.BackendStub(channel)
+        self.info = info_to_dict(await stub.Info(pb.InfoRequest(), timeout=10))
+        call = stub.Generate()
+        self._requests.clear()
+        self._cancels.clear()
+        sender = asyncio.create_task(self._send_loop(call))
+        self.state = LinkState.READY
+        self.last_progress = time.monotonic()
+        self.last_error = None
+        self.listener.on_ready(self)
+        engine_tokens = 0
+        try:
+            while True:
+                message = await call.read()
+                if message is grpc.aio.EOF:
+                    if sender.done() and sender.exception():
+                        raise sender.exception()
+                    return
+                if message.events or message.engine_tokens != engine_tokens:
+                    engine_tokens = message.engine_tokens
                     self.last_progress = time.monotonic()
+                if message.events:
                     self.listener.on_events(self, message.events)
-            finally:
-                sender.cancel()
-                call.cancel()
+        finally:
+            sender.cancel()
+            call.cancel()
 
     async def _send_loop(self, call) -> None:
         while True:

@@ -1,7 +1,8 @@
 """The Backend gRPC service: one engine behind Generate streams, Info and the standard health service.
 
 Per request the worker sends exactly one first-token event (all tokens so far) and one completion
-(or one error) event. Events ready at the same moment go out in one message. When a client's
+(or one error) event; while requests are in flight, a heartbeat each second carries the count of
+tokens produced, which is how the coordinator tells a long generation from a stalled engine. Events ready at the same moment go out in one message. When a client's
 stream ends or breaks, that client's unfinished requests are aborted in the engine.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sut.wire import info_to_proto, pack_tokens, params_from_proto, unpack_token
 
 log = logging.getLogger("sut.worker")
 _END = object()
+HEARTBEAT_S = 1.0
 
 
 class BackendService(pb_grpc.BackendServicer):
@@ -37,6 +39,7 @@ class BackendService(pb_grpc.BackendServicer):
         stream_no = next(self._streams)
         events: asyncio.Queue = asyncio.Queue()
         tasks: dict[int, asyncio.Task] = {}
+        produced = [0]
 
         async def serve_one(req: pb.GenerateRequest) -> None:
             engine_id = f"s{stream_no}-{req.request_id}"
@@ -48,6 +51,7 @@ class BackendService(pb_grpc.BackendServicer):
                         continue
                     first = not tokens
                     tokens.extend(delta)
+                    produced[0] += len(delta)
                     if first:
                         events.put_nowait(pb.Event(request_id=req.request_id,
                                                    first_token=pb.FirstToken(tokens=pack_tokens(tokens))))
@@ -81,13 +85,18 @@ class BackendService(pb_grpc.BackendServicer):
         reader = asyncio.create_task(read_requests())
         try:
             while True:
-                batch = [await events.get()]
+                try:
+                    batch = [await asyncio.wait_for(events.get(), HEARTBEAT_S)]
+                except asyncio.TimeoutError:
+                    if tasks:
+                        yield pb.WorkerMessage(engine_tokens=produced[0])
+                    continue
                 while not events.empty():
                     batch.append(events.get_nowait())
                 done = batch[-1] is _END
                 batch = [e for e in batch if e is not _END]
                 if batch:
-                    yield pb.WorkerMessage(events=batch)
+                    yield pb.WorkerMessage(events=batch, engine_tokens=produced[0])
                 if done:
                     return
         finally:
