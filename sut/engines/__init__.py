@@ -8,6 +8,7 @@ from sut.engines.base import Engine, EngineError, EngineInfo, SamplingParams
 _REGISTRY = {
     "hf": "sut.engines.hf:HFEngine",
     "sim": "sut.engines.sim:SimEngine",
+    "vllm": "sut.engines.vllm_engine:VLLMEngine",
 }
 
 
