@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="auto: pull for Offline, least-work otherwise")
     dispatch.add_argument("--order", default="fifo", choices=("fifo", "longest-first"),
                           help="pull policy: order of queries (default fifo)")
-    dispatch.add_argument("--credit-factor", type=float, default=1.0,
-                          help="pull policy: in-flight requests per worker as a multiple of its capacity")
+    dispatch.add_argument("--credit-factor", type=float, default=2.0,
+                          help="pull policy: in-flight requests per worker as a multiple of its capacity "
+                               "(default 2)")
     dispatch.add_argument("--stall-timeout", type=float, default=120.0,
                           help="seconds without any event from a busy worker before its work is re-issued")
     dispatch.add_argument("--no-worker-timeout", type=float, default=30.0,

@@ -193,7 +193,9 @@ def _report(args, run_dir: pathlib.Path, manifest: Manifest, dataset, smoke: boo
     verdict = read_detail_log(run_dir / "mlperf_log_detail.txt")
     reasons = verdict.invalid_reasons + summary_reasons(summary)
     problems = []
-    if args.mode == "PerformanceOnly" and not verdict.valid and not args.allow_invalid:
+    if not verdict.finished:
+        problems.append("LoadGen did not finish the test")
+    elif args.mode == "PerformanceOnly" and not verdict.valid and not args.allow_invalid:
         problems.append("LoadGen result is " + verdict.validity)
     if verdict.num_errors:
         problems.append(f"LoadGen logged {verdict.num_errors} error(s): " + "; ".join(verdict.errors[:3]))
@@ -201,9 +203,11 @@ def _report(args, run_dir: pathlib.Path, manifest: Manifest, dataset, smoke: boo
         logged = _accuracy_log_indices(run_dir / "mlperf_log_accuracy.json")
         if logged != len(dataset):
             problems.append(f"accuracy log holds {logged} of {len(dataset)} samples")
+        print(f"Result: accuracy run, {logged} of {len(dataset)} samples logged, num_errors {verdict.num_errors}")
+    else:
+        print(f"Result: {verdict.validity}, num_errors {verdict.num_errors}")
     manifest.update(status="done", validity=verdict.validity, num_errors=verdict.num_errors,
                     invalid_reasons=reasons, accepted=not problems)
-    print(f"Result: {verdict.validity}, num_errors {verdict.num_errors}")
     for reason in dict.fromkeys(reasons):
         print(f"  invalid: {reason}")
     for error in verdict.errors[:10]:

@@ -20,6 +20,7 @@ _MET_KEYS = {
 @dataclass
 class Verdict:
     validity: str = "MISSING"
+    finished: bool = False
     num_errors: int = 0
     invalid_reasons: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -52,22 +53,32 @@ def read_detail_log(path: pathlib.Path) -> Verdict:
             verdict.validity = str(value)
         elif key == "num_errors":
             verdict.num_errors = int(value)
-        elif key == "result_invalid_reason":
-            verdict.invalid_reasons.append(str(value))
+            verdict.finished = True  # LoadGen's last record, in every mode
+        elif key == "result_invalid_reason" and str(value).strip():
+            verdict.invalid_reasons.append(str(value).strip())
         elif key in _MET_KEYS and value is False:
             verdict.invalid_reasons.append(_MET_KEYS[key])
         if isinstance(key, str) and (key.startswith("result_") or key.startswith("effective_")
                                      or key in ("early_stopping_met", "loadgen_version")):
             verdict.results[key] = value
     verdict.num_errors = max(verdict.num_errors, len(verdict.errors))
-    if verdict.validity == "MISSING":
-        verdict.invalid_reasons.append("the detail log has no result_validity: the run did not finish")
+    if not verdict.finished:
+        verdict.invalid_reasons.append("the detail log has no num_errors record: the run did not finish")
     return verdict
 
 
 def summary_reasons(summary_path: pathlib.Path) -> list[str]:
-    """The '* ...' advice lines LoadGen writes in the summary for an INVALID run."""
+    """LoadGen's advice for an INVALID run: the '* ...' lines of the summary, one reason per block."""
     if not summary_path.is_file():
         return []
-    return [line.strip()[2:] for line in summary_path.read_text(errors="replace").splitlines()
-            if line.strip().startswith("* ")]
+    reasons, block = [], []
+    for line in summary_path.read_text(errors="replace").splitlines():
+        text = line.strip()
+        if text.startswith("* "):
+            block.append(text[2:].strip())
+        elif block:
+            reasons.append(" ".join(block))
+            block = []
+    if block:
+        reasons.append(" ".join(block))
+    return reasons

@@ -34,6 +34,7 @@ class Query:
     attempts: int = 0
     live: set = field(default_factory=set)
     first_token_sent: bool = False
+    stolen: bool = False
     done: bool = False
     errors: list = field(default_factory=list)
 
@@ -69,7 +70,7 @@ class Dispatcher:
         self._ids = itertools.count(1)
         self.outstanding = 0
         self.counters = {"issued": 0, "completed": 0, "output_tokens": 0, "duplicates_dropped": 0,
-                         "reissued": 0, "errors": 0}
+                         "reissued": 0, "stolen": 0, "errors": 0}
         self._no_worker_since: float | None = None
         self._monitor: asyncio.Task | None = None
         self._failed = False
@@ -115,6 +116,7 @@ class Dispatcher:
         log.warning("worker %s down: %s", link.address, reason)
         lost = list(link.in_flight.items())
         link.in_flight.clear()
+        link.unstarted.clear()
         link.outstanding_work = 0
         requeue = []
         for request_id, query in lost:
@@ -148,6 +150,7 @@ class Dispatcher:
         query, owner = entry
         kind = event.WhichOneof("kind")
         if kind == "first_token":
+            owner.unstarted.pop(event.request_id, None)
             if self.needs_first_token and not query.done and not query.first_token_sent:
                 query.first_token_sent = True
                 self.responder.first_token(query, event.first_token.tokens)
@@ -194,6 +197,30 @@ class Dispatcher:
             query = self.pending.popleft()
             if not query.done:
                 self._send(query, link)
+        if not self.pending and getattr(self.policy, "steals", False) and len(links) > 1:
+            self._steal(links)
+
+    def _steal(self, links: list[WorkerLink]) -> None:
+        """End game: a worker with idle slots takes queued requests (beyond the holder's capacity,
+        with no first token yet) from the worker holding the most, so workers of unequal speed
+        finish together. A query moves at most once."""
+        for thief in links:
+            while len(thief.in_flight) < thief.capacity:
+                victims = [link for link in links
+                           if link is not thief and len(link.in_flight) > link.capacity and link.unstarted]
+                if not victims:
+                    return
+                victim = max(victims, key=lambda link: len(link.in_flight) - link.capacity)
+                request_id = next((rid for rid in reversed(victim.unstarted)
+                                   if not self.attempts[rid][0].stolen), None)
+                if request_id is None:
+                    return
+                query = self.attempts[request_id][0]
+                self._cancel_attempt(request_id)
+                query.stolen = True
+                victim.stats["stolen_from"] += 1
+                self.counters["stolen"] += 1
+                self._send(query, thief)
 
     def _send(self, query: Query, link: WorkerLink) -> None:
         request_id = next(self._ids)
@@ -201,12 +228,14 @@ class Dispatcher:
         query.live.add(request_id)
         self.attempts[request_id] = (query, link)
         link.in_flight[request_id] = query
+        link.unstarted[request_id] = None
         link.outstanding_work += query.work
         link.send(pb.GenerateRequest(request_id=request_id, prompt=query.prompt, params=self.params_pb))
 
     def _finish_attempt(self, request_id: int, query: Query, link: WorkerLink) -> None:
         self.attempts.pop(request_id, None)
         query.live.discard(request_id)
+        link.unstarted.pop(request_id, None)
         if link.in_flight.pop(request_id, None) is not None:
             link.outstanding_work -= query.work
 

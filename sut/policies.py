@@ -1,7 +1,9 @@
 """Dispatch policies: which worker gets the next query. The coordinator never batches or pads.
 
-- pull (Offline default): each worker keeps about its capacity in flight (credits); a faster
-  worker finishes sooner, so it pulls more. Queries may be ordered longest prompt first.
+- pull (Offline default): each worker keeps credit_factor x its capacity in flight (2 by default:
+  the engine always has the next requests queued); a faster worker finishes sooner, so it pulls
+  more. When nothing is left to pull, idle workers steal queued requests from busy ones.
+  Queries may be ordered longest prompt first.
 - least-work (Server, Interactive, SingleStream default): each query goes at once to the worker
   with the least outstanding work (prompt + expected output tokens) per unit of capacity.
 """
@@ -13,8 +15,9 @@ from typing import Sequence
 
 class PullPolicy:
     name = "pull"
+    steals = True  # see Dispatcher._steal
 
-    def __init__(self, credit_factor: float = 1.0, order: str = "fifo"):
+    def __init__(self, credit_factor: float = 2.0, order: str = "fifo"):
         if order not in ("fifo", "longest-first"):
             raise ValueError(f"--order {order!r}: choose fifo or longest-first")
         self.credit_factor = credit_factor
@@ -47,7 +50,7 @@ class LeastWorkPolicy:
         return min(links, key=lambda link: link.outstanding_work / link.capacity, default=None)
 
 
-def make_policy(name: str, scenario: str, credit_factor: float = 1.0, order: str = "fifo"):
+def make_policy(name: str, scenario: str, credit_factor: float = 2.0, order: str = "fifo"):
     if name == "auto":
         name = "pull" if scenario == "Offline" else "least-work"
     if name == "pull":

@@ -63,6 +63,7 @@ def test_accuracy_log_holds_exactly_what_the_engine_produced(hf_workers, tiny_mo
                          "--dataset", tiny_dataset, "--user-conf", smoke_conf(32), "--output", tmp_path / "runs",
                          cwd=tmp_path)
     assert result.returncode == 0, result.stderr + result.stdout
+    assert "Result: accuracy run, 32 of 32 samples logged, num_errors 0" in result.stdout
     log = json.loads((only_run_dir(tmp_path / "runs") / "mlperf_log_accuracy.json").read_text())
     records = json.loads(tiny_dataset.read_text())
     assert sorted(entry["qsl_idx"] for entry in log) == list(range(32))

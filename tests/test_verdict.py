@@ -1,6 +1,6 @@
 import json
 
-from harness.verdict import read_detail_log
+from harness.verdict import read_detail_log, summary_reasons
 
 
 def _line(key, value, error=False):
@@ -31,4 +31,20 @@ def test_missing_or_unfinished_log_is_not_valid(tmp_path):
     path = tmp_path / "mlperf_log_detail.txt"
     path.write_text(_line("loadgen_version", "6.0.17"))
     verdict = read_detail_log(path)
-    assert not verdict.valid and "did not finish" in verdict.invalid_reasons[0]
+    assert not verdict.valid and not verdict.finished and "did not finish" in verdict.invalid_reasons[0]
+
+
+def test_accuracy_mode_log_is_finished_without_validity(tmp_path):
+    path = tmp_path / "mlperf_log_detail.txt"
+    path.write_text("\n".join([_line("loadgen_version", "6.0.17"), _line("num_errors", 0)]))
+    verdict = read_detail_log(path)
+    assert verdict.finished and verdict.invalid_reasons == []
+
+
+def test_summary_advice_blocks_become_one_reason_each(tmp_path):
+    path = tmp_path / "mlperf_log_summary.txt"
+    path.write_text("Result is : INVALID\nTTFT Early Stopping Result:\n\nTPOT Early Stopping Result:\n"
+                    " * Run unsuccessful.\n * Processed 32 queries.\n * Would need to run at least 427 more queries,\n"
+                    "\n=====\n")
+    assert summary_reasons(path) == ["Run unsuccessful. Processed 32 queries. Would need to run at least 427 more "
+                                     "queries,"]
