@@ -34,7 +34,7 @@ class Query:
     attempts: int = 0
     live: set = field(default_factory=set)
     first_token_sent: bool = False
-    stolen: bool = False
+    moved: bool = False  # stolen or hedged once already
     done: bool = False
     errors: list = field(default_factory=list)
 
@@ -70,7 +70,7 @@ class Dispatcher:
         self._ids = itertools.count(1)
         self.outstanding = 0
         self.counters = {"issued": 0, "completed": 0, "output_tokens": 0, "duplicates_dropped": 0,
-                         "reissued": 0, "stolen": 0, "errors": 0}
+                         "reissued": 0, "stolen": 0, "hedged": 0, "errors": 0}
         self._no_worker_since: float | None = None
         self._monitor: asyncio.Task | None = None
         self._failed = False
@@ -201,26 +201,41 @@ class Dispatcher:
             self._steal(links)
 
     def _steal(self, links: list[WorkerLink]) -> None:
-        """End game: a worker with idle slots takes queued requests (beyond the holder's capacity,
-        with no first token yet) from the worker holding the most, so workers of unequal speed
-        finish together. A query moves at most once."""
+        """End game (nothing pending): a worker with idle slots first takes queued requests
+        (beyond the holder's capacity, no first token yet) from the worker holding the most; if
+        none are queued, it runs a duplicate of the oldest running request elsewhere, and the first
+        completion wins. So workers of unequal speed finish together. A query moves at most once."""
         for thief in links:
             while len(thief.in_flight) < thief.capacity:
-                victims = [link for link in links
-                           if link is not thief and len(link.in_flight) > link.capacity and link.unstarted]
-                if not victims:
-                    return
-                victim = max(victims, key=lambda link: len(link.in_flight) - link.capacity)
-                request_id = next((rid for rid in reversed(victim.unstarted)
-                                   if not self.attempts[rid][0].stolen), None)
-                if request_id is None:
-                    return
+                if not (self._take_queued(thief, links) or self._hedge_running(thief, links)):
+                    break
+
+    def _take_queued(self, thief: WorkerLink, links: list[WorkerLink]) -> bool:
+        victims = [link for link in links
+                   if link is not thief and len(link.in_flight) > link.capacity and link.unstarted]
+        for victim in sorted(victims, key=lambda link: len(link.in_flight) - link.capacity, reverse=True):
+            for request_id in reversed(victim.unstarted):
                 query = self.attempts[request_id][0]
-                self._cancel_attempt(request_id)
-                query.stolen = True
-                victim.stats["stolen_from"] += 1
-                self.counters["stolen"] += 1
-                self._send(query, thief)
+                if not query.moved:
+                    self._cancel_attempt(request_id)
+                    query.moved = True
+                    victim.stats["stolen_from"] += 1
+                    self.counters["stolen"] += 1
+                    self._send(query, thief)
+                    return True
+        return False
+
+    def _hedge_running(self, thief: WorkerLink, links: list[WorkerLink]) -> bool:
+        for victim in links:
+            if victim is thief:
+                continue
+            for request_id, query in victim.in_flight.items():
+                if not query.moved and request_id not in victim.unstarted:
+                    query.moved = True
+                    self.counters["hedged"] += 1
+                    self._send(query, thief)
+                    return True
+        return False
 
     def _send(self, query: Query, link: WorkerLink) -> None:
         request_id = next(self._ids)

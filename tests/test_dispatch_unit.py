@@ -120,9 +120,22 @@ def test_idle_worker_steals_queued_requests_when_nothing_is_pending():
     assert d.counters["stolen"] == 2 and len(b.cancelled) == 2 and len(a.in_flight) == 2
     stolen_ids = b.cancelled
     assert all(rid not in b.in_flight for rid in stolen_ids)
-    d.on_events(a, [completion(rid) for rid in list(a.in_flight)])
-    d.on_events(b, [completion(rid) for rid in list(b.in_flight)])
-    assert sorted(s for s, _ in rec.done) == list(range(8)) and d.outstanding == 0
+    assert d.counters["hedged"] == 0
+
+
+def test_idle_worker_duplicates_a_running_request_and_the_first_completion_wins():
+    a, b = FakeLink("a", 1), FakeLink("b", 1)
+    d, rec, _ = make([a, b], policy=PullPolicy(credit_factor=1.0), samples=2)
+    d.submit([(0, 0), (1, 1)])
+    (ra,), (rb,) = a.sent, b.sent
+    d.on_events(b, [first_token(rb)])
+    d.on_events(a, [first_token(ra), completion(ra)])  # a is idle, b's request is running
+    assert d.counters["hedged"] == 1 and len(a.sent) == 2
+    hedge = a.sent[-1]
+    d.on_events(a, [completion(hedge)])  # the duplicate finishes first
+    assert b.cancelled == [rb] and d.outstanding == 0
+    d.on_events(b, [completion(rb)])  # the original arrives late: dropped
+    assert sorted(s for s, _ in rec.done) == [0, 1] and d.counters["duplicates_dropped"] == 1
 
 
 def test_least_work_sends_each_query_at_once_to_the_least_loaded():
