@@ -32,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", default="runs", help="parent folder of the run directory (default ./runs)")
     run.add_argument("--audit", choices=("TEST06",), default=None,
                      help="compliance test: applies audit/TEST06/audit.config to this run only")
+    run.add_argument("--tokenizer", default=None,
+                     help="tokenizer directory for scoring AccuracyOnly runs (default: --model when local "
+                          "workers run)")
+    run.add_argument("--eos-ids", default="128001,128008,128009",
+                     type=lambda text: [int(t) for t in text.split(",") if t.strip()],
+                     help="TEST06: EOS token ids (default Llama-3's 128001,128008,128009)")
     run.add_argument("--allow-invalid", action="store_true", help="exit 0 even when LoadGen says INVALID")
     run.add_argument("--trace", action="store_true", help="write LoadGen's trace file (large)")
     run.add_argument("--quiet", action="store_true", help="no live progress line")

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 
+from harness.compliance import write_test06
 from harness.dataset import DatasetError, check_against_model, load_dataset
 from harness.local_workers import LocalWorkerError, LocalWorkers
 from harness.manifest import Manifest
@@ -165,7 +166,7 @@ def run(args) -> int:
             local.stop()
         if audit_config.exists():
             audit_config.unlink()
-    return _report(args, run_dir, manifest, dataset, smoke)
+    return _report(args, run_dir, manifest, dataset, smoke, args.tokenizer or model_dir)
 
 
 def _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config) -> None:
@@ -186,7 +187,18 @@ def _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit
         lg.DestroySUT(sut)
 
 
-def _report(args, run_dir: pathlib.Path, manifest: Manifest, dataset, smoke: bool) -> int:
+def _score_accuracy(run_dir: pathlib.Path, dataset, tokenizer_dir: str, manifest: Manifest) -> None:
+    from harness.accuracy.__main__ import print_report, score_run
+    from harness.accuracy.targets import benchmark_for_model_name
+
+    benchmark = benchmark_for_model_name(manifest.data["model_name"])
+    results, rows = score_run(run_dir / "mlperf_log_accuracy.json", dataset.path, tokenizer_dir, benchmark)
+    print_report(results, rows, benchmark)
+    manifest.update(accuracy=results, accuracy_pass=all(passed for *_, passed in rows))
+
+
+def _report(args, run_dir: pathlib.Path, manifest: Manifest, dataset, smoke: bool,
+            tokenizer_dir: str | None) -> int:
     summary = run_dir / "mlperf_log_summary.txt"
     if summary.is_file() and args.mode == "PerformanceOnly":
         print(summary.read_text())
@@ -199,11 +211,24 @@ def _report(args, run_dir: pathlib.Path, manifest: Manifest, dataset, smoke: boo
         problems.append("LoadGen result is " + verdict.validity)
     if verdict.num_errors:
         problems.append(f"LoadGen logged {verdict.num_errors} error(s): " + "; ".join(verdict.errors[:3]))
+    if args.audit:
+        problems = [p for p in problems if not p.startswith("LoadGen result is")]  # TEST06 needs no VALID
+        audit = write_test06(run_dir, args.scenario, eos_ids=args.eos_ids)
+        print(audit.text().rstrip())
+        for problem in audit.problems[:10]:
+            print(f"  TEST06: {problem}")
+        if not audit.passed:
+            problems.append("TEST06 verification failed")
+        manifest.update(test06=audit.text())
     if args.mode == "AccuracyOnly":
         logged = _accuracy_log_indices(run_dir / "mlperf_log_accuracy.json")
         if logged != len(dataset):
             problems.append(f"accuracy log holds {logged} of {len(dataset)} samples")
         print(f"Result: accuracy run, {logged} of {len(dataset)} samples logged, num_errors {verdict.num_errors}")
+        if tokenizer_dir and logged:
+            _score_accuracy(run_dir, dataset, tokenizer_dir, manifest)
+        elif logged:
+            print("accuracy not scored: give --tokenizer DIR (or score later with python -m harness.accuracy)")
     else:
         print(f"Result: {verdict.validity}, num_errors {verdict.num_errors}")
     manifest.update(status="done", validity=verdict.validity, num_errors=verdict.num_errors,

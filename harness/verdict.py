@@ -53,7 +53,8 @@ def read_detail_log(path: pathlib.Path) -> Verdict:
             verdict.validity = str(value)
         elif key == "num_errors":
             verdict.num_errors = int(value)
-            verdict.finished = True  # LoadGen's last record, in every mode
+        elif key == "power_end":  # logged when the test ends, in every mode (accuracy runs have no num_errors)
+            verdict.finished = True
         elif key == "result_invalid_reason" and str(value).strip():
             verdict.invalid_reasons.append(str(value).strip())
         elif key in _MET_KEYS and value is False:
@@ -63,7 +64,7 @@ def read_detail_log(path: pathlib.Path) -> Verdict:
             verdict.results[key] = value
     verdict.num_errors = max(verdict.num_errors, len(verdict.errors))
     if not verdict.finished:
-        verdict.invalid_reasons.append("the detail log has no num_errors record: the run did not finish")
+        verdict.invalid_reasons.append("the detail log has no power_end record: the run did not finish")
     return verdict
 
 

@@ -73,12 +73,12 @@ class Bench:
             raise RuntimeError(f"harness failed ({proc.returncode}): {proc.stderr[-1500:]}")
         run_dir = next(out.iterdir())
         r = read_detail_log(run_dir / "mlperf_log_detail.txt").results
-        sps = r.get("result_samples_per_second") or r.get("result_completed_samples_per_second")
+        sps = r.get("result_samples_per_second") or r.get("result_completed_samples_per_sec")
         return {"samples": samples, "samples_per_s": sps, "makespan_s": samples / sps if sps else None,
                 "ttft_p50_ms": r.get("result_first_token_50.00_percentile_latency_ns", 0) / 1e6,
                 "ttft_p99_ms": r.get("result_first_token_99.00_percentile_latency_ns", 0) / 1e6,
                 "tpot_p99_ms": r.get("result_time_per_output_token_99.00_percentile_ns", 0) / 1e6,
-                "completed_per_s": r.get("result_completed_samples_per_second"),
+                "completed_per_s": r.get("result_completed_samples_per_sec"),
                 "manifest": json.loads((run_dir / "manifest.json").read_text()).get("dispatch", {})}
 
 

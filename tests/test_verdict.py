@@ -11,7 +11,8 @@ def _line(key, value, error=False):
 def test_valid_with_logged_errors_is_seen(tmp_path):
     path = tmp_path / "mlperf_log_detail.txt"
     path.write_text("\n".join([_line("error_runtime", "Attempted to complete a sample twice.", error=True),
-                               _line("result_validity", "VALID"), _line("num_errors", 1)]))
+                               _line("result_validity", "VALID"), _line("num_errors", 1), _line("power_end", "x")]))
+    assert read_detail_log(path).finished
     verdict = read_detail_log(path)
     assert verdict.valid and verdict.num_errors == 1
     assert verdict.errors == ["error_runtime: Attempted to complete a sample twice."]
@@ -20,7 +21,8 @@ def test_valid_with_logged_errors_is_seen(tmp_path):
 def test_invalid_reasons_are_collected(tmp_path):
     path = tmp_path / "mlperf_log_detail.txt"
     path.write_text("\n".join([_line("result_validity", "INVALID"), _line("result_min_duration_met", False),
-                               _line("early_stopping_met", False), _line("num_errors", 0)]))
+                               _line("early_stopping_met", False), _line("num_errors", 0),
+                               _line("power_end", "x")]))
     verdict = read_detail_log(path)
     assert not verdict.valid
     assert verdict.invalid_reasons == ["min duration not met", "early stopping not met"]
@@ -36,7 +38,7 @@ def test_missing_or_unfinished_log_is_not_valid(tmp_path):
 
 def test_accuracy_mode_log_is_finished_without_validity(tmp_path):
     path = tmp_path / "mlperf_log_detail.txt"
-    path.write_text("\n".join([_line("loadgen_version", "6.0.17"), _line("num_errors", 0)]))
+    path.write_text("\n".join([_line("loadgen_version", "6.0.17"), _line("power_end", "11-26-2026 04:03:44")]))
     verdict = read_detail_log(path)
     assert verdict.finished and verdict.invalid_reasons == []
 
