@@ -55,7 +55,10 @@ def smoke_conf(tmp_path):
 
 
 def run_harness(*args: str, cwd: pathlib.Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", "--quiet", *map(str, args)], cwd=cwd,
+    args = [str(a) for a in args]
+    if not (args and args[0] in ("package", "check")):
+        args = ["--quiet", *args]
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, PYTHONPATH=str(REPO)))
 

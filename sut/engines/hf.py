@@ -99,8 +99,14 @@ class HFEngine(Engine):
             max_model_len=int(getattr(config, "max_position_embeddings", 2048)),
             vocab_size=int(config.vocab_size),
             versions={"torch": torch.__version__, "transformers": transformers.__version__},
-            engine_args={"device": self.device_name, "dtype": str(dtype).removeprefix("torch."),
+            engine_args={"device": self.device_name, "device_name": self._device_name(),
+                         "dtype": str(dtype).removeprefix("torch."),
                          "max_batch_size": str(self.max_batch_size)})
+
+    def _device_name(self) -> str:
+        if self.device_name.startswith("cuda"):
+            return self.torch.cuda.get_device_name(self.torch.device(self.device_name))
+        return "cpu"
 
     def info(self) -> EngineInfo:
         if self._info is None:

@@ -86,7 +86,8 @@ class VLLMEngine(Engine):
             engine="vllm", model=self.model, max_concurrency=int(scheduler.max_num_seqs),
             max_model_len=int(model_config.max_model_len), vocab_size=int(model_config.get_vocab_size()),
             versions={"vllm": vllm.__version__, "torch": torch.__version__},
-            engine_args={k: str(v) for k, v in self.engine_kwargs.items()})
+            engine_args={**{k: str(v) for k, v in self.engine_kwargs.items()},
+                         "device_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"})
 
     def info(self) -> EngineInfo:
         if self._info is None:
