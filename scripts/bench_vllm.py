@@ -40,6 +40,8 @@ def engine_kwargs(args) -> dict:
         kwargs["quantization"] = args.quantization
     if args.kv_cache_dtype:
         kwargs["kv_cache_dtype"] = args.kv_cache_dtype
+    # the same prompts run several times on one worker: a prefix cache would make later runs faster
+    kwargs["enable_prefix_caching"] = args.enable_prefix_caching
     return kwargs
 
 
@@ -50,6 +52,7 @@ def worker_flags(args) -> list[str]:
         flags += ["--quantization", args.quantization]
     if args.kv_cache_dtype:
         flags += ["--kv-cache-dtype", args.kv_cache_dtype]
+    flags += ["--engine-arg", f"enable_prefix_caching={json.dumps(args.enable_prefix_caching)}"]
     return flags
 
 
@@ -63,11 +66,17 @@ def sampling(delta: bool = True):
 
 # --- parts run in child processes (one engine per process) -------------------------------------
 
+def warmup_prompts(args) -> list[list[int]]:
+    """Untimed first requests for every engine (JIT, graph capture): distinct from the timed ones."""
+    return [r["tok_input"] for r in synthetic_records(64, args.seed + 1)]
+
+
 def child_direct_offline(args, prompts) -> dict:
     import vllm
     from vllm.inputs import TokensPrompt
     llm = vllm.LLM(model=args.model, **engine_kwargs(args))
     params = sampling(delta=False)
+    llm.generate([TokensPrompt(prompt_token_ids=p) for p in warmup_prompts(args)], params, use_tqdm=False)
     start = time.perf_counter()
     outputs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
     elapsed = time.perf_counter() - start
@@ -83,6 +92,11 @@ def child_direct_server(args, prompts) -> dict:
 
     async def main():
         llm = AsyncLLM.from_engine_args(AsyncEngineArgs(model=args.model, **engine_kwargs(args)))
+
+        async def drain(i, prompt):
+            async for _ in llm.generate(TokensPrompt(prompt_token_ids=prompt), sampling(), f"warm{i}"):
+                pass
+        await asyncio.gather(*(drain(i, p) for i, p in enumerate(warmup_prompts(args))))
         rng = np.random.default_rng(args.seed)
         gaps = rng.exponential(1.0 / args.server_qps, args.server_requests)
         picks = rng.integers(0, len(prompts), args.server_requests)
@@ -170,7 +184,10 @@ def main() -> int:
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     p.add_argument("--quantization", default=None)
     p.add_argument("--kv-cache-dtype", default=None)
-    p.add_argument("--server-qps", type=float, default=20.0)
+    p.add_argument("--server-qps", type=float, default=None,
+                   help="Server arrival rate (default: 85%% of part a's samples/s, else 20)")
+    p.add_argument("--enable-prefix-caching", action="store_true",
+                   help="keep vLLM's prefix cache on (off by default: runs repeat the same prompts)")
     p.add_argument("--server-requests", type=int, default=400)
     p.add_argument("--credit-factors", default="1", help="comma list: harness Offline runs, one per factor")
     p.add_argument("--results", default=None, help="write the results JSON here")
@@ -194,12 +211,21 @@ def main() -> int:
     if "a" in parts:
         results["a_direct"] = run_child("a", args, log)
         print("a", results["a_direct"], flush=True)
+    if args.server_qps is None:
+        direct = results.get("a_direct", {}).get("tokens_per_s")
+        args.server_qps = round(0.85 * direct / OUT_TOKENS, 1) if direct else 20.0
+        sys.argv += ["--server-qps", str(args.server_qps)]
+    results["server_qps"] = args.server_qps
     if "c" in parts:
         results["c_direct"] = run_child("c", args, log)
         print("c direct", results["c_direct"], flush=True)
     workers = start_workers(args, gpus if "d" in parts and len(gpus) > 1 else gpus[:1], workdir)
     try:
         first = [workers[0].address]
+        warm = workdir / "warmup.json"
+        warm.write_text(json.dumps(synthetic_records(64, args.seed + 1)))
+        for worker in workers:  # the same untimed warm-up the direct engines get
+            run_harness([worker.address], warm, 64, "Offline", workdir)
         if "b" in parts:
             for factor in args.credit_factors.split(","):
                 results[f"b_harness_credit{factor}"] = run_harness(first, dataset, args.prompts, "Offline", workdir,
@@ -232,6 +258,7 @@ def print_table(r: dict) -> None:
             print(f"b  harness Offline ({key[10:]:>8})  {value['tokens_per_s']:10.1f} tok/s{ratio}")
     if "c_direct" in r and "c_harness" in r:
         d, h = r["c_direct"], r["c_harness"]
+        print(f"c  Server at {r['server_qps']} qps, Poisson, same seed")
         for metric in ("ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms"):
             print(f"c  {metric:12s} direct {d[metric]:9.2f}  harness {h[metric]:9.2f}  added {h[metric] - d[metric]:+8.2f} ms")
     if "d_all" in r:

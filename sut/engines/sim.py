@@ -2,7 +2,8 @@
 
 Each scheduler step admits waiting sequences up to --max-seqs, pays their prefill
 (prompt tokens / --prefill-tps) plus one decode step (--step-ms + --step-ms-per-seq × running),
-then gives every running sequence one token. --speed divides all times, so workers of unequal
+then every running sequence advances one token (streamed as the first token and, at the end,
+the rest: what a worker forwards anyway). --speed divides all times, so workers of unequal
 speed are one flag apart. Output tokens are a deterministic function of the prompt, so the same
 prompt gives the same output on any worker. With --instant the whole output is returned at once.
 """
@@ -23,8 +24,6 @@ class _Seq:
     prompt_len: int
     tokens: list[int]
     out: asyncio.Queue
-    sent: int = 0
-    prefilled: bool = False
     aborted: bool = False
 
 
@@ -124,32 +123,39 @@ class SimEngine(Engine):
             self._task.cancel()
 
     async def _schedule(self) -> None:
+        """Step loop of the continuous-batching model. Per step it touches only the sequences that
+        start or finish, so many simulated workers fit on a small machine: the first token leaves
+        after a sequence's first step and the rest at its last, which is all the worker forwards."""
         t = self.timing
+        step = 0
+        finishing: dict[int, list[_Seq]] = {}
         while True:
+            self._running = [s for s in self._running if not s.aborted] if step % 64 == 0 else self._running
             if not self._waiting and not self._running:
                 self._wake.clear()
                 await self._wake.wait()
-            self._running = [s for s in self._running if not s.aborted]
             admitted = []
             while self._waiting and len(self._running) < t.max_seqs:
                 seq = self._waiting.pop(0)
                 if not seq.aborted:
                     self._running.append(seq)
                     admitted.append(seq)
+                    finishing.setdefault(step + len(seq.tokens), []).append(seq)
             prefill_s = sum(s.prompt_len for s in admitted) / t.prefill_tps
             step_s = (t.step_ms + t.step_ms_per_seq * len(self._running)) / 1000.0
             await asyncio.sleep((prefill_s + step_s) / t.speed)
-            still = []
-            for seq in self._running:
-                if seq.aborted:
-                    continue
-                seq.out.put_nowait([seq.tokens[seq.sent]])
-                seq.sent += 1
-                if seq.sent >= len(seq.tokens):
+            step += 1
+            for seq in admitted:
+                if not seq.aborted:
+                    seq.out.put_nowait(seq.tokens[:1])
+            done = finishing.pop(step, [])
+            for seq in done:
+                if not seq.aborted:
+                    seq.out.put_nowait(seq.tokens[1:])
                     seq.out.put_nowait(None)
-                else:
-                    still.append(seq)
-            self._running = still
+            if done:
+                gone = {id(seq) for seq in done}
+                self._running = [s for s in self._running if id(s) not in gone and not s.aborted]
 
 
 def _as_int32(prompt: Sequence[int]):
