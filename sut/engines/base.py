@@ -71,5 +71,11 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     async def abort(self, request_id: str) -> None: ...
 
+    def progress(self) -> int | None:
+        """A counter that rises whenever the engine does work (tokens produced), for heartbeats.
+        None: the worker counts the tokens it streams, which suffices for engines that stream
+        every token."""
+        return None
+
     async def close(self) -> None:
         """Release the engine's resources."""

@@ -52,6 +52,7 @@ class SimEngine(Engine):
         self._by_id: dict[str, _Seq] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._tokens_advanced = 0
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -112,6 +113,9 @@ class SimEngine(Engine):
             seq.aborted = True
             self._by_id.pop(request_id, None)
 
+    def progress(self) -> int:
+        return self._tokens_advanced
+
     async def abort(self, request_id: str) -> None:
         seq = self._by_id.pop(request_id, None)
         if seq is not None:
@@ -145,6 +149,7 @@ class SimEngine(Engine):
             step_s = (t.step_ms + t.step_ms_per_seq * len(self._running)) / 1000.0
             await asyncio.sleep((prefill_s + step_s) / t.speed)
             step += 1
+            self._tokens_advanced += len(self._running)
             for seq in admitted:
                 if not seq.aborted:
                     seq.out.put_nowait(seq.tokens[:1])

@@ -28,6 +28,10 @@ class BackendService(pb_grpc.BackendServicer):
         self.ready = False
         self._streams = itertools.count(1)
 
+    def _progress(self, streamed: int) -> int:
+        engine_count = self.engine.progress()
+        return streamed if engine_count is None else engine_count
+
     async def Info(self, request: pb.InfoRequest, context) -> pb.InfoReply:
         if not self.ready:
             await context.abort(_unavailable(), "engine is still starting")
@@ -89,14 +93,14 @@ class BackendService(pb_grpc.BackendServicer):
                     batch = [await asyncio.wait_for(events.get(), HEARTBEAT_S)]
                 except asyncio.TimeoutError:
                     if tasks:
-                        yield pb.WorkerMessage(engine_tokens=produced[0])
+                        yield pb.WorkerMessage(engine_tokens=self._progress(produced[0]))
                     continue
                 while not events.empty():
                     batch.append(events.get_nowait())
                 done = batch[-1] is _END
                 batch = [e for e in batch if e is not _END]
                 if batch:
-                    yield pb.WorkerMessage(events=batch, engine_tokens=produced[0])
+                    yield pb.WorkerMessage(events=batch, engine_tokens=self._progress(produced[0]))
                 if done:
                     return
         finally:
