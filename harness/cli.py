@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "(default 2)")
     dispatch.add_argument("--stall-timeout", type=float, default=120.0,
                           help="seconds without any event from a busy worker before its work is re-issued")
+    dispatch.add_argument("--request-timeout", type=float, default=600.0,
+                          help="seconds after which a request also goes to another worker; the first "
+                               "answer wins (default 600)")
     dispatch.add_argument("--no-worker-timeout", type=float, default=30.0,
                           help="seconds with no worker available before the run fails (default 30)")
     dispatch.add_argument("--max-attempts", type=_positive_int, default=3,

@@ -18,7 +18,9 @@ def render(snapshot: dict, label: str) -> str:
         return f"{label}: starting"
     elapsed = snapshot["elapsed_s"]
     rate = snapshot["output_tokens"] / elapsed if elapsed > 0 else 0.0
-    workers = "  ".join(f"{w['name']}:{w['state']}/{w['in_flight']}" for w in snapshot["workers"])
+    workers = "  ".join(f"{w['name']}:{w['state']} done {w['completed']} in {w['in_flight']}"
+                        + (f" failed {w['failures']}" if w["failures"] else "")
+                        + (f" reissued {w['reissued']}" if w["reissued"] else "") for w in snapshot["workers"])
     extra = f" reissued {snapshot['reissued']}" if snapshot["reissued"] else ""
     return (f"{label}: {snapshot['completed']}/{snapshot['issued']} samples  {rate:,.0f} tok/s  "
             f"{int(elapsed // 60):02d}:{elapsed % 60:04.1f}{extra}  [{workers}]")

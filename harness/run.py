@@ -144,7 +144,7 @@ def run(args) -> int:
             fatal.local = local
             addresses = local.wait_ready(args.connect_timeout)
         limits = DispatchLimits(max_attempts=args.max_attempts, stall_timeout_s=args.stall_timeout,
-                                no_worker_timeout_s=args.no_worker_timeout)
+                                request_timeout_s=args.request_timeout, no_worker_timeout_s=args.no_worker_timeout)
         cluster = ClusterSUT(addresses, dataset.tok_inputs, params,
                              make_policy(args.policy, args.scenario, args.credit_factor, args.order),
                              needs_first_token=args.scenario != "Offline", on_fatal=fatal, limits=limits,

@@ -48,6 +48,7 @@ class Responder(Protocol):
 class DispatchLimits:
     max_attempts: int = 3
     stall_timeout_s: float = 120.0
+    request_timeout_s: float = 600.0
     no_worker_timeout_s: float = 30.0
     monitor_interval_s: float = 0.25
 
@@ -67,10 +68,11 @@ class Dispatcher:
         self.links = [WorkerLink(address, self) for address in addresses]
         self.pending: collections.deque[Query] = collections.deque()
         self.attempts: dict[int, tuple[Query, WorkerLink]] = {}
+        self.sent_at: dict[int, float] = {}  # live attempts in send order, for per-request deadlines
         self._ids = itertools.count(1)
         self.outstanding = 0
         self.counters = {"issued": 0, "completed": 0, "output_tokens": 0, "duplicates_dropped": 0,
-                         "reissued": 0, "stolen": 0, "hedged": 0, "errors": 0}
+                         "reissued": 0, "stolen": 0, "hedged": 0, "timed_out": 0, "errors": 0}
         self._no_worker_since: float | None = None
         self._monitor: asyncio.Task | None = None
         self._failed = False
@@ -121,6 +123,7 @@ class Dispatcher:
         requeue = []
         for request_id, query in lost:
             self.attempts.pop(request_id, None)
+            self.sent_at.pop(request_id, None)
             query.live.discard(request_id)
             if not query.done and not query.live:
                 query.errors.append(f"{link.address}: {reason}")
@@ -242,13 +245,16 @@ class Dispatcher:
         query.attempts += 1
         query.live.add(request_id)
         self.attempts[request_id] = (query, link)
+        self.sent_at[request_id] = time.monotonic()
         link.in_flight[request_id] = query
+        link.stats["peak_in_flight"] = max(link.stats["peak_in_flight"], len(link.in_flight))
         link.unstarted[request_id] = None
         link.outstanding_work += query.work
         link.send(pb.GenerateRequest(request_id=request_id, prompt=query.prompt, params=self.params_pb))
 
     def _finish_attempt(self, request_id: int, query: Query, link: WorkerLink) -> None:
         self.attempts.pop(request_id, None)
+        self.sent_at.pop(request_id, None)
         query.live.discard(request_id)
         link.unstarted.pop(request_id, None)
         if link.in_flight.pop(request_id, None) is not None:
@@ -275,12 +281,32 @@ class Dispatcher:
                 if link.in_flight and now - link.last_progress > limits.stall_timeout_s:
                     link.kill(f"no progress for {limits.stall_timeout_s:g} s with {len(link.in_flight)} "
                               f"requests in flight")
+            self._expire_requests(now)
             if self.ready_links() or self.outstanding == 0:
                 self._no_worker_since = None
             elif self._no_worker_since is None:
                 self._no_worker_since = now
             elif now - self._no_worker_since > limits.no_worker_timeout_s:
                 self._fail(self.dead_cluster_message())
+
+    def _expire_requests(self, now: float) -> None:
+        """Per-request deadline: an attempt older than request_timeout_s gets a second attempt on
+        another ready worker; the first completion wins and the other is cancelled."""
+        limit = self.limits.request_timeout_s
+        expired = []
+        for request_id, sent in self.sent_at.items():  # insertion order is send order
+            if now - sent <= limit:
+                break
+            expired.append(request_id)
+        for request_id in expired:
+            self.sent_at.pop(request_id)
+            query, owner = self.attempts[request_id]
+            others = [link for link in self.ready_links() if link is not owner]
+            if query.done or len(query.live) > 1 or not others:
+                continue
+            target = min(others, key=lambda link: len(link.in_flight) / link.capacity)
+            self.counters["timed_out"] += 1
+            self._send(query, target)
 
     def dead_cluster_message(self) -> str:
         lines = [f"no worker has been available for {self.limits.no_worker_timeout_s:g} s with "

@@ -44,7 +44,7 @@ class WorkerLink:
         self.unstarted: dict[int, None] = {}  # attempts with no first token yet (insertion-ordered)
         self.outstanding_work = 0
         self.stats = {"completed": 0, "output_tokens": 0, "failures": 0, "reissued": 0, "stolen_from": 0,
-                      "disconnects": 0}
+                      "disconnects": 0, "peak_in_flight": 0}
         self._requests: list[pb.GenerateRequest] = []
         self._cancels: list[int] = []
         self._wake_sender = asyncio.Event()

@@ -19,7 +19,7 @@ class FakeLink:
         self.outstanding_work = 0
         self.last_error = None
         self.stats = {"completed": 0, "output_tokens": 0, "failures": 0, "reissued": 0, "stolen_from": 0,
-                      "disconnects": 0}
+                      "disconnects": 0, "peak_in_flight": 0}
         self.sent, self.cancelled = [], []
 
     def send(self, request):
@@ -154,3 +154,20 @@ def test_first_token_is_forwarded_once_and_before_the_completion():
     d.on_events(a, [completion(r2, (4, 5, 6))])  # no first-token event came: derived from the output
     assert [s for s, _ in rec.first] == [1, 2]
     assert rec.first[1] == (2, pack_tokens([4]))
+
+
+def test_request_past_its_deadline_gets_a_second_attempt_elsewhere():
+    a, b = FakeLink("a", 4), FakeLink("b", 4)
+    d, rec, _ = make([a, b], policy=LeastWorkPolicy(), samples=1)
+    d.limits.request_timeout_s = 10.0
+    d.submit([(7, 0)])
+    owner, other = (a, b) if a.sent else (b, a)
+    first = owner.sent[0]
+    d._expire_requests(d.sent_at[first] + 5)
+    assert not other.sent
+    d._expire_requests(d.sent_at[first] + 11)
+    assert len(other.sent) == 1 and d.counters["timed_out"] == 1
+    d._expire_requests(d.sent_at[other.sent[0]] + 11)  # never more than two attempts at once
+    assert len(owner.sent) == 1
+    d.on_events(other, [completion(other.sent[0])])
+    assert owner.cancelled == [first] and [s for s, _ in rec.done] == [7]

@@ -122,3 +122,24 @@ def test_worker_started_after_the_run_began_joins(sim_workers, tiny_dataset, smo
     assert "starting without" in err
     workers = manifest_of(only_run_dir(tmp_path / "runs"))["dispatch"]["workers"]
     assert workers[1]["address"] == late_address and workers[1]["completed"] > 0, workers
+
+
+def test_thousands_in_flight_share_one_stream(tmp_path, smoke_conf):
+    """Far beyond HTTP/2's ~100 concurrent streams per connection: one stream carries them all."""
+    from harness.synthetic import synthetic_records
+    import json
+    dataset = tmp_path / "synthetic.json"
+    dataset.write_text(json.dumps(synthetic_records(1200)))
+    workers = LocalWorkers(1, "sim", "sim-model", tmp_path, ["--max-seqs", "600", "--step-ms", "5",
+                                                              "--step-ms-per-seq", "0", "--prefill-tps", "1e8"])
+    try:
+        address = workers.wait_ready(30)
+        harness = start_harness(tmp_path, address, dataset, smoke_conf(1200), "--force-output-tokens")
+        code, out, err = finish(harness)
+    finally:
+        workers.stop()
+    assert code == 0, out + err
+    manifest = manifest_of(only_run_dir(tmp_path / "runs"))
+    worker = manifest["dispatch"]["workers"][0]
+    assert worker["peak_in_flight"] >= 1000 and worker["completed"] == 2400, worker
+    assert manifest["validity"] == "VALID" and manifest["num_errors"] == 0
