@@ -37,7 +37,7 @@ class HFEngine(Engine):
     def __init__(self, model_dir: str, device: str = "auto", dtype: str = "auto",
                  max_batch_size: int = 32, batch_wait_ms: float = 5.0, threads: int = 0):
         self.model_dir = model_dir
-        self.device_name = device
+        self.device = device
         self.dtype_name = dtype
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_ms / 1000.0
@@ -73,10 +73,10 @@ class HFEngine(Engine):
 
         if self.threads > 0:
             torch.set_num_threads(self.threads)
-        if self.device_name == "auto":
-            self.device_name = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "auto":
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.dtype_name == "auto":
-            dtype = torch.bfloat16 if self.device_name.startswith("cuda") else torch.float32
+            dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         else:
             dtype = getattr(torch, self.dtype_name)
         self.torch = torch
@@ -84,7 +84,7 @@ class HFEngine(Engine):
             self.model = transformers.AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=dtype)
         except (OSError, ValueError) as exc:
             raise EngineError(f"--model {self.model_dir}: cannot load a causal LM: {exc}") from exc
-        self.model.to(self.device_name).eval()
+        self.model.to(self.device).eval()
         # transformers 5.2x renamed past_key_values to cache; the GPU image's 5.17 has the old name
         forward_params = inspect.signature(self.model.forward).parameters
         self._cache_arg = "cache" if "cache" in forward_params else "past_key_values"
@@ -99,13 +99,13 @@ class HFEngine(Engine):
             max_model_len=int(getattr(config, "max_position_embeddings", 2048)),
             vocab_size=int(config.vocab_size),
             versions={"torch": torch.__version__, "transformers": transformers.__version__},
-            engine_args={"device": self.device_name, "device_name": self._device_name(),
+            engine_args={"device": self.device, "device_name": self._hardware_name(),
                          "dtype": str(dtype).removeprefix("torch."),
                          "max_batch_size": str(self.max_batch_size)})
 
-    def _device_name(self) -> str:
-        if self.device_name.startswith("cuda"):
-            return self.torch.cuda.get_device_name(self.torch.device(self.device_name))
+    def _hardware_name(self) -> str:
+        if self.device.startswith("cuda"):
+            return self.torch.cuda.get_device_name(self.torch.device(self.device))
         return "cpu"
 
     def info(self) -> EngineInfo:
@@ -176,7 +176,7 @@ class HFEngine(Engine):
 
     def _run_batch(self, batch: list[_Request]) -> None:
         torch = self.torch
-        device = self.device_name
+        device = self.device
         width = max(len(r.prompt) for r in batch)
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -218,7 +218,7 @@ class HFEngine(Engine):
     def _generator(self, params: SamplingParams):
         if params.greedy:
             return None
-        gen = self.torch.Generator(device=self.device_name)
+        gen = self.torch.Generator(device=self.device)
         gen.manual_seed(params.seed)
         return gen
 

@@ -134,7 +134,8 @@ class SimEngine(Engine):
         step = 0
         finishing: dict[int, list[_Seq]] = {}
         while True:
-            self._running = [s for s in self._running if not s.aborted] if step % 64 == 0 else self._running
+            if step % 64 == 0:  # aborted sequences free their slots without waiting for their last step
+                self._running = [s for s in self._running if not s.aborted]
             if not self._waiting and not self._running:
                 self._wake.clear()
                 await self._wake.wait()
