@@ -159,6 +159,8 @@ def run(args) -> int:
         manifest.update(status="running", workers=infos, policy=args.policy)
         verdict_code = _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config)
         manifest.update(workers=cluster.worker_infos(), dispatch=cluster.snapshot())
+        if args.scenario != "Offline":
+            (run_dir / "issue_schedule.json").write_text(json.dumps(cluster.issue_schedule()))
     finally:
         if cluster:
             cluster.close()

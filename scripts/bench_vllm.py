@@ -5,8 +5,8 @@ python scripts/bench_vllm.py --model benchmarks/models/llama3.1-8b --prompts 100
 
 a  vLLM LLM.generate on all prompts: output tokens/s
 b  the harness, Offline, through one gRPC worker on the same GPU: tokens/s and b/a
-c  Server at a fixed QPS: p50/p99 TTFT and TPOT, harness vs AsyncLLM driven directly with the
-   same Poisson arrivals (same seed)
+c  Server at a fixed QPS: p50/p99 TTFT and TPOT, harness vs AsyncLLM driven directly, replaying the
+   exact arrival times and samples LoadGen issued in the harness run (issue_schedule.json)
 d  N GPUs: N workers vs 1 worker through the harness (needs 2+ GPUs)
 Weights are dummy (config only) and every sample is forced to 128 output tokens.
 """
@@ -97,9 +97,13 @@ def child_direct_server(args, prompts) -> dict:
             async for _ in llm.generate(TokensPrompt(prompt_token_ids=prompt), sampling(), f"warm{i}"):
                 pass
         await asyncio.gather(*(drain(i, p) for i, p in enumerate(warmup_prompts(args))))
-        rng = np.random.default_rng(args.seed)
-        gaps = rng.exponential(1.0 / args.server_qps, args.server_requests)
-        picks = rng.integers(0, len(prompts), args.server_requests)
+        if args.replay:  # the arrivals and samples LoadGen produced in the harness run
+            schedule = json.loads(pathlib.Path(args.replay).read_text())
+            arrivals, picks = [t for t, _ in schedule], [i for _, i in schedule]
+        else:
+            rng = np.random.default_rng(args.seed)
+            arrivals = np.cumsum(rng.exponential(1.0 / args.server_qps, args.server_requests))
+            picks = rng.integers(0, len(prompts), args.server_requests)
         ttft, tpot = [], []
 
         async def one(i, at):
@@ -116,15 +120,15 @@ def child_direct_server(args, prompts) -> dict:
             tpot.append((end - first) / max(1, n - 1))
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(one(i, at) for i, at in enumerate(np.cumsum(gaps))))
+        await asyncio.gather(*(one(i, at) for i, at in enumerate(arrivals)))
         llm.shutdown()
         return {"ttft_p50_ms": 1e3 * float(np.percentile(ttft, 50)), "ttft_p99_ms": 1e3 * float(np.percentile(ttft, 99)),
                 "tpot_p50_ms": 1e3 * float(np.percentile(tpot, 50)), "tpot_p99_ms": 1e3 * float(np.percentile(tpot, 99))}
     return asyncio.run(main())
 
 
-def run_child(part: str, args, log) -> dict:
-    command = [sys.executable, __file__, "--child", part, *sys.argv[1:]]
+def run_child(part: str, args, log, extra=()) -> dict:
+    command = [sys.executable, __file__, "--child", part, *sys.argv[1:], *extra]
     proc = subprocess.run(command, capture_output=True, text=True)
     log.write(proc.stdout + proc.stderr)
     for line in reversed(proc.stdout.splitlines()):
@@ -192,6 +196,7 @@ def main() -> int:
     p.add_argument("--credit-factors", default="1", help="comma list: harness Offline runs, one per factor")
     p.add_argument("--results", default=None, help="write the results JSON here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--replay", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     prompts = [r["tok_input"] for r in synthetic_records(args.prompts, args.seed)]
     if args.child:
@@ -216,9 +221,6 @@ def main() -> int:
         args.server_qps = round(0.85 * direct / OUT_TOKENS, 1) if direct else 20.0
         sys.argv += ["--server-qps", str(args.server_qps)]
     results["server_qps"] = args.server_qps
-    if "c" in parts:
-        results["c_direct"] = run_child("c", args, log)
-        print("c direct", results["c_direct"], flush=True)
     workers = start_workers(args, gpus if "d" in parts and len(gpus) > 1 else gpus[:1], workdir)
     try:
         first = [workers[0].address]
@@ -241,6 +243,10 @@ def main() -> int:
     finally:
         for worker in workers:
             worker.stop()
+    if "c" in parts:  # the GPU is free again: AsyncLLM alone, replaying exactly LoadGen's arrivals
+        schedule = pathlib.Path(results["c_harness"]["run_dir"]) / "issue_schedule.json"
+        results["c_direct"] = run_child("c", args, log, ["--replay", str(schedule)])
+        print("c direct", results["c_direct"], flush=True)
     print_table(results)
     if args.results:
         pathlib.Path(args.results).write_text(json.dumps(results, indent=2))
@@ -258,7 +264,7 @@ def print_table(r: dict) -> None:
             print(f"b  harness Offline ({key[10:]:>8})  {value['tokens_per_s']:10.1f} tok/s{ratio}")
     if "c_direct" in r and "c_harness" in r:
         d, h = r["c_direct"], r["c_harness"]
-        print(f"c  Server at {r['server_qps']} qps, Poisson, same seed")
+        print(f"c  Server at {r['server_qps']} qps: AsyncLLM alone replays the harness run's LoadGen arrivals and samples")
         for metric in ("ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms"):
             print(f"c  {metric:12s} direct {d[metric]:9.2f}  harness {h[metric]:9.2f}  added {h[metric] - d[metric]:+8.2f} ms")
     if "d_all" in r:

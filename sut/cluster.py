@@ -45,6 +45,8 @@ class ClusterSUT:
                  policy, needs_first_token: bool, on_fatal: Callable[[str], None],
                  limits: DispatchLimits | None = None, responder=None):
         self._on_fatal = on_fatal
+        self._issued: list[tuple[float, int]] = []  # (seconds since the first issue, qsl index)
+        self._first_issue: float | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="sut-loop", daemon=True)
         packed = [(pack_tokens(p), len(p)) for p in prompts]
@@ -92,7 +94,11 @@ class ClusterSUT:
 
     def issue_queries(self, samples) -> None:
         try:
+            now = time.monotonic()
+            if self._first_issue is None:
+                self._first_issue = now
             items = [(sample.id, sample.index) for sample in samples]
+            self._issued.extend((now - self._first_issue, index) for _, index in items)
             self._loop.call_soon_threadsafe(self.dispatcher.submit, items)
         except BaseException as exc:  # noqa: BLE001 - nothing may escape into LoadGen
             self._fatal(f"IssueQuery failed: {type(exc).__name__}: {exc}")
@@ -101,6 +107,10 @@ class ClusterSUT:
         """Nothing is held back at the coordinator, so there is nothing to flush."""
 
     # --- state ----------------------------------------------------------------------------------
+
+    def issue_schedule(self) -> list[tuple[float, int]]:
+        """When LoadGen issued each sample, and which: lets a benchmark replay the exact arrivals."""
+        return list(self._issued)
 
     def snapshot(self) -> dict:
         try:
