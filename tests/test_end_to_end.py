@@ -34,8 +34,12 @@ def test_server_performance_reports_token_latencies(hf_workers, tiny_dataset, sm
                          "--user-conf", smoke_conf(32), "--output", tmp_path / "runs", "--allow-invalid",
                          cwd=tmp_path)
     assert result.returncode == 0, result.stderr + result.stdout
-    summary = (only_run_dir(tmp_path / "runs") / "mlperf_log_summary.txt").read_text()
+    run_dir = only_run_dir(tmp_path / "runs")
+    summary = (run_dir / "mlperf_log_summary.txt").read_text()
     assert "Scenario : Server" in summary
+    schedule = json.loads((run_dir / "issue_schedule.json").read_text())
+    assert len(schedule) == manifest_of(run_dir)["dispatch"]["issued"] and schedule[0][0] == 0.0
+    assert all(0 <= index < 32 for _, index in schedule)
     assert "First Token latency (ns)" in summary or "TTFT" in summary
     assert "Time per Output Token" in summary or "TPOT" in summary
     assert "No errors encountered during test." in summary
