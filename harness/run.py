@@ -205,7 +205,7 @@ def _report(args, run_dir: pathlib.Path, manifest: Manifest, dataset, smoke: boo
     if summary.is_file() and args.mode == "PerformanceOnly":
         print(summary.read_text())
     verdict = read_detail_log(run_dir / "mlperf_log_detail.txt")
-    reasons = verdict.invalid_reasons + summary_reasons(summary)
+    reasons = verdict.invalid_reasons + ([] if verdict.valid else summary_reasons(summary))
     problems = []
     if not verdict.finished:
         problems.append("LoadGen did not finish the test")

@@ -5,6 +5,7 @@ import asyncio
 import json
 
 import numpy as np
+import pytest
 
 from conftest import manifest_of, only_run_dir, run_harness
 from sut.engines.base import SamplingParams
@@ -44,6 +45,23 @@ def test_server_performance_reports_token_latencies(hf_workers, tiny_dataset, sm
     assert "Time per Output Token" in summary or "TPOT" in summary
     assert "No errors encountered during test." in summary
     assert "Result: " in result.stdout and "num_errors 0" in result.stdout
+
+
+@pytest.mark.parametrize("scenario, model_name, ttft_limit_ns", [
+    ("SingleStream", "llama3_1-8b-edge", 100000000),  # edge: no TTFT limit in mlperf.conf, LoadGen default
+    ("Interactive", "llama3_1-8b-interactive", 500000000)])
+def test_singlestream_and_interactive(scenario, model_name, ttft_limit_ns, hf_workers, tiny_dataset, smoke_conf,
+                                      tmp_path):
+    result = run_harness("--scenario", scenario, "--workers", ",".join(hf_workers), "--dataset", tiny_dataset,
+                         "--user-conf", smoke_conf(16, model_name), "--total-sample-count", 16,
+                         "--output", tmp_path / "runs", "--allow-invalid", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr + result.stdout
+    run_dir = only_run_dir(tmp_path / "runs")
+    manifest = manifest_of(run_dir)
+    assert manifest["model_name"] == model_name and manifest["num_errors"] == 0
+    assert manifest["effective_settings"]["scenario"] == ("Server" if scenario == "Interactive" else scenario)
+    assert manifest["effective_settings"]["ttft_latency"] == ttft_limit_ns
+    assert "first token latency" in (run_dir / "mlperf_log_summary.txt").read_text()
 
 
 def _engine_outputs(model_dir, prompts: dict[int, list[int]]) -> dict[int, list[int]]:
