@@ -190,11 +190,13 @@ class Checker:
                 self.problem(path, f"field {field} is missing or empty")
 
     def _files(self, folder: pathlib.Path, names) -> bool:
-        missing = [n for n in names if not (folder / n).is_file()]
+        """True when every named file is there; otherwise one problem per missing file (or folder)."""
+        if not folder.is_dir():
+            self.problem(folder, "missing")
+            return False
+        missing = [name for name in names if not (folder / name).is_file()]
         for name in missing:
-            self.problem(folder / name if folder.is_dir() else folder, f"missing {name}" if folder.is_dir() else "missing")
-            if not folder.is_dir():
-                break
+            self.problem(folder / name, f"missing {name}")
         return not missing
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import AsyncIterator, Sequence
 
 from sut.engines.base import Engine, EngineError, EngineInfo, SamplingParams
@@ -38,7 +38,6 @@ class SimTiming:
     instant: bool = False
     vocab_size: int = 128256
     max_model_len: int = 131072
-    extra: dict = field(default_factory=dict)
 
 
 class SimEngine(Engine):
