@@ -26,7 +26,7 @@ from harness.verdict import read_detail_log, summary_reasons
 from sut.cluster import ClusterSUT, ClusterUnavailable, LoadGenResponder
 from sut.dispatch import DispatchLimits
 from sut.engines.base import SamplingParams
-from sut.policies import make_policy
+from sut.dispatch.policies import create_policy
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXIT_OK, EXIT_REJECTED, EXIT_INPUT, EXIT_CLUSTER = 0, 1, 2, 3
@@ -47,6 +47,12 @@ def sampling_params(args) -> SamplingParams:
             raise InputError("--force-output-tokens is for benchmarks only and is refused with --mode AccuracyOnly")
         params = dataclasses.replace(params, min_new_tokens=args.max_new_tokens, ignore_eos=True)
     return params
+
+
+def _policy_name(args) -> str:
+    if args.policy != "auto":
+        return args.policy
+    return "pull" if args.scenario == "Offline" else "least-work"
 
 
 def make_run_dir(parent: str, scenario: str, mode: str) -> pathlib.Path:
@@ -146,7 +152,7 @@ def run(args) -> int:
         limits = DispatchLimits(max_attempts=args.max_attempts, stall_timeout_s=args.stall_timeout,
                                 request_timeout_s=args.request_timeout, no_worker_timeout_s=args.no_worker_timeout)
         cluster = ClusterSUT(addresses, dataset.tok_inputs, params,
-                             make_policy(args.policy, args.scenario, args.credit_factor, args.order),
+                             create_policy(_policy_name(args), credit_factor=args.credit_factor, order=args.order),
                              needs_first_token=args.scenario != "Offline", on_fatal=fatal, limits=limits,
                              responder=LoadGenResponder(lg))
         infos = cluster.start(args.connect_timeout)
@@ -158,7 +164,7 @@ def run(args) -> int:
                             min(i["max_model_len"] or 0 for i in infos) or 0, params.max_new_tokens)
         manifest.update(status="running", workers=infos, policy=args.policy)
         verdict_code = _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config)
-        manifest.update(workers=cluster.worker_infos(), dispatch=cluster.snapshot())
+        manifest.update(workers=cluster.worker_infos(), dispatch=cluster.snapshot(), end_game=cluster.end_game_record())
         if args.scenario != "Offline":
             (run_dir / "issue_schedule.json").write_text(json.dumps(cluster.issue_schedule()))
     finally:

@@ -13,11 +13,10 @@ import threading
 import time
 from typing import Callable, Sequence
 
-import numpy as np
-
 from sut.dispatch import Dispatcher, DispatchLimits, Query
+from sut.dispatch.policies import DispatchPolicy
 from sut.engines.base import SamplingParams
-from sut.wire import pack_tokens
+from sut.wire import pack_tokens, unpack_tokens
 
 
 class ClusterUnavailable(RuntimeError):
@@ -31,18 +30,18 @@ class LoadGenResponder:
         self.lg = lg
 
     def first_token(self, query: Query, tokens: bytes) -> None:
-        ids = np.frombuffer(tokens, dtype="<i4")
+        ids = unpack_tokens(tokens)
         self.lg.FirstTokenComplete([self.lg.QuerySampleResponse(query.sample_id, ids.ctypes.data, ids.nbytes, len(ids))])
 
     def complete(self, items: list[tuple[Query, bytes]]) -> None:
-        arrays = [np.frombuffer(tokens, dtype="<i4") for _, tokens in items]  # alive until the call returns
+        arrays = [unpack_tokens(tokens) for _, tokens in items]  # alive until the call returns
         self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(query.sample_id, ids.ctypes.data, ids.nbytes, len(ids))
                                       for (query, _), ids in zip(items, arrays)])
 
 
 class ClusterSUT:
     def __init__(self, addresses: Sequence[str], prompts: Sequence[Sequence[int]], params: SamplingParams,
-                 policy, needs_first_token: bool, on_fatal: Callable[[str], None],
+                 policy: DispatchPolicy, needs_first_token: bool, on_fatal: Callable[[str], None],
                  limits: DispatchLimits | None = None, responder=None):
         self._on_fatal = on_fatal
         self._issued: list[tuple[float, int]] = []  # (seconds since the first issue, qsl index)
@@ -71,24 +70,24 @@ class ClusterSUT:
         self._call(self.dispatcher.start)
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
-            ready = self._call(self.dispatcher.ready_links)
-            if ready and (len(ready) == len(self.dispatcher.links) or not want_all):
+            ready = self._call(self.dispatcher.ready_workers)
+            if ready and (len(ready) == len(self.dispatcher.workers) or not want_all):
                 break
             time.sleep(0.1)
-        ready = self._call(self.dispatcher.ready_links)
+        ready = self._call(self.dispatcher.ready_workers)
         if not ready:
-            details = "; ".join(f"{link.address}: {link.last_error or link.state.value}"
-                                for link in self.dispatcher.links)
+            details = "; ".join(f"{w.address}: {w.link.last_error or w.link.state_name}"
+                                for w in self.dispatcher.workers)
             raise ClusterUnavailable(f"no worker became ready within {ready_timeout_s:g} s ({details})")
-        return [dict(link.info, address=link.address) for link in ready]
+        return [dict(w.link.info, address=w.address) for w in ready]
 
     def missing_workers(self) -> list[str]:
-        ready = {link.address for link in self._call(self.dispatcher.ready_links)}
-        return [link.address for link in self.dispatcher.links if link.address not in ready]
+        ready = {w.address for w in self._call(self.dispatcher.ready_workers)}
+        return [w.address for w in self.dispatcher.workers if w.address not in ready]
 
     def worker_infos(self) -> list[dict]:
-        return self._call(lambda: [dict(link.info, address=link.address) for link in self.dispatcher.links
-                                   if link.info])
+        return self._call(lambda: [dict(w.link.info, address=w.address) for w in self.dispatcher.workers
+                                   if w.link.info])
 
     # --- LoadGen callbacks: never raise ---------------------------------------------------------
 
@@ -118,13 +117,18 @@ class ClusterSUT:
         except (RuntimeError, concurrent.futures.CancelledError):
             return {}
 
+    def end_game_record(self) -> dict:
+        try:
+            return self._call(self.dispatcher.end_game_record)
+        except (RuntimeError, concurrent.futures.CancelledError):
+            return {}
+
     def _fatal(self, message: str) -> None:
+        """Report a condition the run cannot survive; the harness's handler decides what to do."""
         try:
             self._on_fatal(message)
-        except BaseException:  # noqa: BLE001
-            print(f"FATAL: {message}", file=sys.stderr, flush=True)
-            import os
-            os._exit(3)
+        except BaseException as exc:  # noqa: BLE001 - a failing handler must not hide the message
+            print(f"FATAL: {message} (and the fatal handler failed: {exc!r})", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if not self._thread.is_alive():

@@ -32,6 +32,8 @@ class LinkListener(Protocol):
 
 
 class WorkerLink:
+    """The connection to one worker; the dispatcher's ledger holds the work sent over it."""
+
     def __init__(self, address: str, listener: LinkListener, max_backoff_s: float = 5.0):
         self.address = address
         self.listener = listener
@@ -40,11 +42,7 @@ class WorkerLink:
         self.info: dict | None = None
         self.last_error: str | None = None
         self.last_progress = time.monotonic()
-        self.in_flight: dict[int, object] = {}
-        self.unstarted: dict[int, None] = {}  # attempts with no first token yet (insertion-ordered)
-        self.outstanding_work = 0
-        self.stats = {"completed": 0, "output_tokens": 0, "failures": 0, "reissued": 0, "stolen_from": 0,
-                      "disconnects": 0, "peak_in_flight": 0}
+        self.disconnects = 0
         self._requests: list[pb.GenerateRequest] = []
         self._cancels: list[int] = []
         self._wake_sender = asyncio.Event()
@@ -60,6 +58,14 @@ class WorkerLink:
     @property
     def capacity(self) -> int:
         return max(1, int((self.info or {}).get("max_concurrency") or 1))
+
+    @property
+    def ready(self) -> bool:
+        return self.state is LinkState.READY
+
+    @property
+    def state_name(self) -> str:
+        return self.state.value
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"link {self.address}")
@@ -90,7 +96,7 @@ class WorkerLink:
         self.last_error = reason
         if self.state is LinkState.READY:
             self.state = LinkState.DOWN
-            self.stats["disconnects"] += 1
+            self.disconnects += 1
             self._requests.clear()
             self._cancels.clear()
             self.listener.on_down(self, reason)

@@ -29,12 +29,24 @@ SERVER_OPTIONS = [
 ]
 
 
+TOKEN_DTYPE = "<i4"  # the layout LoadGen logs
+TOKEN_BYTES = 4
+
+
 def pack_tokens(ids: Sequence[int] | np.ndarray) -> bytes:
-    return np.asarray(ids, dtype="<i4").tobytes()
+    return np.asarray(ids, dtype=TOKEN_DTYPE).tobytes()
 
 
 def unpack_tokens(data: bytes) -> np.ndarray:
-    return np.frombuffer(data, dtype="<i4")
+    return np.frombuffer(data, dtype=TOKEN_DTYPE)
+
+
+def token_count(data: bytes) -> int:
+    return len(data) // TOKEN_BYTES
+
+
+def first_tokens(data: bytes, count: int = 1) -> bytes:
+    return data[:count * TOKEN_BYTES]
 
 
 def params_to_proto(params: SamplingParams) -> pb.SamplingParams:

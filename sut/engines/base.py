@@ -69,7 +69,9 @@ class Engine(abc.ABC):
                  params: SamplingParams) -> AsyncIterator[list[int]]: ...
 
     @abc.abstractmethod
-    async def abort(self, request_id: str) -> None: ...
+    async def abort(self, request_id: str) -> int | None:
+        """Stop a request; return how many tokens it had generated if the engine knows more than it
+        streamed (None otherwise: the worker counts what it streamed)."""
 
     def progress(self) -> int | None:
         """A counter that rises whenever the engine does work (tokens produced), for heartbeats.

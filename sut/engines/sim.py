@@ -1,9 +1,12 @@
 """SIMULATED engine: no model, timing from a continuous-batching model. Never a GPU result.
 
-Each scheduler step admits waiting sequences up to --max-seqs, pays their prefill
-(prompt tokens / --prefill-tps) plus one decode step (--step-ms + --step-ms-per-seq × running),
-then every running sequence advances one token (streamed as the first token and, at the end,
-the rest: what a worker forwards anyway). --speed divides all times, so workers of unequal
+The scheduler works as vLLM's does where it matters for dispatch: requests wait in a queue beyond
+--max-seqs running sequences; each step spends a token budget (--max-batched-tokens, 0 = no
+limit) on one token per decoding sequence and then on prompt chunks of the sequences still in
+prefill, oldest first (chunked prefill); a step costs --step-ms + --step-ms-per-seq × decoding
+sequences + its prompt tokens / --prefill-tps. A sequence's first token comes out at the end of
+the step that finishes its prompt, then one token per step (streamed as the first token and, at
+the end, the rest: what a worker forwards anyway). --speed divides all times, so workers of unequal
 speed are one flag apart. Output tokens are a deterministic function of the prompt, so the same
 prompt gives the same output on any worker. With --instant the whole output is returned at once.
 """
@@ -18,13 +21,15 @@ from typing import AsyncIterator, Sequence
 from sut.engines.base import Engine, EngineError, EngineInfo, SamplingParams
 
 
-@dataclass
+@dataclass(eq=False)
 class _Seq:
     request_id: str
     prompt_len: int
     tokens: list[int]
     out: asyncio.Queue
     aborted: bool = False
+    prefill_left: int = 0
+    first_step: int | None = None  # the step that produced its first token
 
 
 @dataclass
@@ -33,6 +38,7 @@ class SimTiming:
     step_ms: float = 10.0
     step_ms_per_seq: float = 0.05
     max_seqs: int = 256
+    max_batched_tokens: int = 0  # 0: every admitted prompt is prefilled in one step
     speed: float = 1.0
     output_tokens: int = 0  # 0: the request's max_new_tokens
     instant: bool = False
@@ -48,6 +54,8 @@ class SimEngine(Engine):
         self.timing = timing
         self._waiting: list[_Seq] = []
         self._running: list[_Seq] = []
+        self._prefilling: list[_Seq] = []
+        self._step = 0
         self._by_id: dict[str, _Seq] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -60,6 +68,8 @@ class SimEngine(Engine):
         g.add_argument("--step-ms", type=float, default=10.0, help="decode step time at batch size 0")
         g.add_argument("--step-ms-per-seq", type=float, default=0.05, help="added step time per running seq")
         g.add_argument("--max-seqs", type=int, default=256, help="sequences decoded at once")
+        g.add_argument("--max-batched-tokens", type=int, default=0,
+                       help="tokens per step, decode first, then prompt chunks (0: no limit)")
         g.add_argument("--speed", type=float, default=1.0, help="divides every time (2.0 = twice as fast)")
         g.add_argument("--output-tokens", type=int, default=0, help="fixed output length (0: max_new_tokens)")
         g.add_argument("--instant", action="store_true", help="answer at once (coordinator ceiling tests)")
@@ -70,9 +80,11 @@ class SimEngine(Engine):
     def from_args(cls, args: argparse.Namespace) -> "SimEngine":
         if args.speed <= 0:
             raise ValueError(f"--speed {args.speed}: must be > 0")
+        if args.max_batched_tokens < 0:
+            raise ValueError(f"--max-batched-tokens {args.max_batched_tokens}: must be >= 0")
         return cls(args.model, SimTiming(args.prefill_tps, args.step_ms, args.step_ms_per_seq, args.max_seqs,
-                                         args.speed, args.output_tokens, args.instant, args.vocab_size,
-                                         args.max_model_len))
+                                         args.max_batched_tokens, args.speed, args.output_tokens, args.instant,
+                                         args.vocab_size, args.max_model_len))
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._schedule())
@@ -83,6 +95,7 @@ class SimEngine(Engine):
                           vocab_size=t.vocab_size, simulated=True, versions={"sim": "1"},
                           engine_args={"prefill_tps": str(t.prefill_tps), "step_ms": str(t.step_ms),
                                        "step_ms_per_seq": str(t.step_ms_per_seq), "max_seqs": str(t.max_seqs),
+                                       "max_batched_tokens": str(t.max_batched_tokens),
                                        "speed": str(t.speed), "instant": str(t.instant)})
 
     def output_for(self, prompt: Sequence[int], params: SamplingParams) -> list[int]:
@@ -106,20 +119,24 @@ class SimEngine(Engine):
             while True:
                 delta = await seq.out.get()
                 if delta is None:
+                    self._by_id.pop(request_id, None)
                     return
                 yield delta
         finally:
-            seq.aborted = True
-            self._by_id.pop(request_id, None)
+            seq.aborted = True  # a consumer that stopped early calls abort(), which reads and drops the entry
 
     def progress(self) -> int:
         return self._tokens_advanced
 
-    async def abort(self, request_id: str) -> None:
+    async def abort(self, request_id: str) -> int | None:
         seq = self._by_id.pop(request_id, None)
-        if seq is not None:
-            seq.aborted = True
-            seq.out.put_nowait(None)
+        if seq is None:
+            return None
+        seq.aborted = True
+        seq.out.put_nowait(None)
+        if seq.first_step is None:
+            return 0
+        return min(len(seq.tokens), self._step - seq.first_step + 1)
 
     async def close(self) -> None:
         if self._task:
@@ -127,33 +144,49 @@ class SimEngine(Engine):
 
     async def _schedule(self) -> None:
         """Step loop of the continuous-batching model. Per step it touches only the sequences that
-        start or finish, so many simulated workers fit on a small machine: the first token leaves
-        after a sequence's first step and the rest at its last, which is all the worker forwards."""
+        start, prefill or finish, so many simulated workers fit on a small machine."""
         t = self.timing
-        step = 0
         finishing: dict[int, list[_Seq]] = {}
         while True:
-            if step % 64 == 0:  # aborted sequences free their slots without waiting for their last step
+            if self._step % 64 == 0:  # aborted sequences free their slots without waiting for their last step
                 self._running = [s for s in self._running if not s.aborted]
+                self._prefilling = [s for s in self._prefilling if not s.aborted]
             if not self._waiting and not self._running:
                 self._wake.clear()
                 await self._wake.wait()
-            admitted = []
+            decoding = len(self._running) - len(self._prefilling)
+            budget = (t.max_batched_tokens - decoding) if t.max_batched_tokens else float("inf")
             while self._waiting and len(self._running) < t.max_seqs:
                 seq = self._waiting.pop(0)
                 if not seq.aborted:
+                    seq.prefill_left = seq.prompt_len
                     self._running.append(seq)
-                    admitted.append(seq)
-                    finishing.setdefault(step + len(seq.tokens), []).append(seq)
-            prefill_s = sum(s.prompt_len for s in admitted) / t.prefill_tps
-            step_s = (t.step_ms + t.step_ms_per_seq * len(self._running)) / 1000.0
-            await asyncio.sleep((prefill_s + step_s) / t.speed)
-            step += 1
-            self._tokens_advanced += len(self._running)
-            for seq in admitted:
+                    self._prefilling.append(seq)
+            prompt_tokens, prefilled = 0, []
+            for seq in self._prefilling:
+                if budget <= 0:
+                    break
+                if seq.aborted:
+                    continue
+                chunk = min(budget, seq.prefill_left)
+                seq.prefill_left -= chunk
+                budget -= chunk
+                prompt_tokens += chunk
+                if seq.prefill_left == 0:
+                    prefilled.append(seq)
+            step_s = (t.step_ms + t.step_ms_per_seq * decoding) / 1000.0 + prompt_tokens / t.prefill_tps
+            await asyncio.sleep(step_s / t.speed)
+            self._step += 1
+            self._tokens_advanced += decoding + len(prefilled)
+            if prefilled:
+                done_prefill = set(prefilled)
+                self._prefilling = [s for s in self._prefilling if s not in done_prefill]
+            for seq in prefilled:
                 if not seq.aborted:
+                    seq.first_step = self._step
                     seq.out.put_nowait(seq.tokens[:1])
-            done = finishing.pop(step, [])
+                    finishing.setdefault(self._step + len(seq.tokens) - 1, []).append(seq)
+            done = finishing.pop(self._step, [])
             for seq in done:
                 if not seq.aborted:
                     seq.out.put_nowait(seq.tokens[1:])

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sut/proto/backend.proto\x12\x11mlperf_harness.v1\"\x95\x01\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_k\x18\x02 \x01(\x05\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\x16\n\x0emax_new_tokens\x18\x04 \x01(\x05\x12\x16\n\x0emin_new_tokens\x18\x05 \x01(\x05\x12\x0c\n\x04seed\x18\x06 \x01(\x04\x12\x12\n\nignore_eos\x18\x07 \x01(\x08\"h\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x0e\n\x06prompt\x18\x02 \x01(\x0c\x12\x31\n\x06params\x18\x03 \x01(\x0b\x32!.mlperf_harness.v1.SamplingParams\"U\n\rClientMessage\x12\x34\n\x08requests\x18\x01 \x03(\x0b\x32\".mlperf_harness.v1.GenerateRequest\x12\x0e\n\x06\x63\x61ncel\x18\x02 \x03(\x04\"\x1c\n\nFirstToken\x12\x0e\n\x06tokens\x18\x01 \x01(\x0c\"3\n\nCompletion\x12\x0e\n\x06tokens\x18\x01 \x01(\x0c\x12\x15\n\rprompt_tokens\x18\x02 \x01(\r\"\x18\n\x05\x45rror\x12\x0f\n\x07message\x18\x01 \x01(\t\"\xb9\x01\n\x05\x45vent\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x34\n\x0b\x66irst_token\x18\x02 \x01(\x0b\x32\x1d.mlperf_harness.v1.FirstTokenH\x00\x12\x33\n\ncompletion\x18\x03 \x01(\x0b\x32\x1d.mlperf_harness.v1.CompletionH\x00\x12)\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x18.mlperf_harness.v1.ErrorH\x00\x42\x06\n\x04kind\"P\n\rWorkerMessage\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.mlperf_harness.v1.Event\x12\x15\n\rengine_tokens\x18\x02 \x01(\x04\"\r\n\x0bInfoRequest\"\xf9\x02\n\tInfoReply\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x17\n\x0fmax_concurrency\x18\x04 \x01(\r\x12\x15\n\rmax_model_len\x18\x05 \x01(\r\x12\x11\n\tsimulated\x18\x06 \x01(\x08\x12<\n\x08versions\x18\x07 \x03(\x0b\x32*.mlperf_harness.v1.InfoReply.VersionsEntry\x12\x41\n\x0b\x65ngine_args\x18\x08 \x03(\x0b\x32,.mlperf_harness.v1.InfoReply.EngineArgsEntry\x12\x12\n\nvocab_size\x18\t \x01(\r\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0f\x45ngineArgsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xa3\x01\n\x07\x42\x61\x63kend\x12R\n\x08Generate\x12 .mlperf_harness.v1.ClientMessage\x1a .mlperf_harness.v1.WorkerMessage(\x01\x30\x01\x12\x44\n\x04Info\x12\x1e.mlperf_harness.v1.InfoRequest\x1a\x1c.mlperf_harness.v1.InfoReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sut/proto/backend.proto\x12\x11mlperf_harness.v1\"\x95\x01\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_k\x18\x02 \x01(\x05\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\x16\n\x0emax_new_tokens\x18\x04 \x01(\x05\x12\x16\n\x0emin_new_tokens\x18\x05 \x01(\x05\x12\x0c\n\x04seed\x18\x06 \x01(\x04\x12\x12\n\nignore_eos\x18\x07 \x01(\x08\"h\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x0e\n\x06prompt\x18\x02 \x01(\x0c\x12\x31\n\x06params\x18\x03 \x01(\x0b\x32!.mlperf_harness.v1.SamplingParams\"U\n\rClientMessage\x12\x34\n\x08requests\x18\x01 \x03(\x0b\x32\".mlperf_harness.v1.GenerateRequest\x12\x0e\n\x06\x63\x61ncel\x18\x02 \x03(\x04\"\x1c\n\nFirstToken\x12\x0e\n\x06tokens\x18\x01 \x01(\x0c\"3\n\nCompletion\x12\x0e\n\x06tokens\x18\x01 \x01(\x0c\x12\x15\n\rprompt_tokens\x18\x02 \x01(\r\"\x18\n\x05\x45rror\x12\x0f\n\x07message\x18\x01 \x01(\t\"%\n\tCancelled\x12\x18\n\x10generated_tokens\x18\x01 \x01(\r\"\xec\x01\n\x05\x45vent\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x34\n\x0b\x66irst_token\x18\x02 \x01(\x0b\x32\x1d.mlperf_harness.v1.FirstTokenH\x00\x12\x33\n\ncompletion\x18\x03 \x01(\x0b\x32\x1d.mlperf_harness.v1.CompletionH\x00\x12)\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x18.mlperf_harness.v1.ErrorH\x00\x12\x31\n\tcancelled\x18\x05 \x01(\x0b\x32\x1c.mlperf_harness.v1.CancelledH\x00\x42\x06\n\x04kind\"P\n\rWorkerMessage\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.mlperf_harness.v1.Event\x12\x15\n\rengine_tokens\x18\x02 \x01(\x04\"\r\n\x0bInfoRequest\"\xf9\x02\n\tInfoReply\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x17\n\x0fmax_concurrency\x18\x04 \x01(\r\x12\x15\n\rmax_model_len\x18\x05 \x01(\r\x12\x11\n\tsimulated\x18\x06 \x01(\x08\x12<\n\x08versions\x18\x07 \x03(\x0b\x32*.mlperf_harness.v1.InfoReply.VersionsEntry\x12\x41\n\x0b\x65ngine_args\x18\x08 \x03(\x0b\x32,.mlperf_harness.v1.InfoReply.EngineArgsEntry\x12\x12\n\nvocab_size\x18\t \x01(\r\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0f\x45ngineArgsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xa3\x01\n\x07\x42\x61\x63kend\x12R\n\x08Generate\x12 .mlperf_harness.v1.ClientMessage\x1a .mlperf_harness.v1.WorkerMessage(\x01\x30\x01\x12\x44\n\x04Info\x12\x1e.mlperf_harness.v1.InfoRequest\x1a\x1c.mlperf_harness.v1.InfoReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,18 +47,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMPLETION']._serialized_end=472
   _globals['_ERROR']._serialized_start=474
   _globals['_ERROR']._serialized_end=498
-  _globals['_EVENT']._serialized_start=501
-  _globals['_EVENT']._serialized_end=686
-  _globals['_WORKERMESSAGE']._serialized_start=688
-  _globals['_WORKERMESSAGE']._serialized_end=768
-  _globals['_INFOREQUEST']._serialized_start=770
-  _globals['_INFOREQUEST']._serialized_end=783
-  _globals['_INFOREPLY']._serialized_start=786
-  _globals['_INFOREPLY']._serialized_end=1163
-  _globals['_INFOREPLY_VERSIONSENTRY']._serialized_start=1065
-  _globals['_INFOREPLY_VERSIONSENTRY']._serialized_end=1112
-  _globals['_INFOREPLY_ENGINEARGSENTRY']._serialized_start=1114
-  _globals['_INFOREPLY_ENGINEARGSENTRY']._serialized_end=1163
-  _globals['_BACKEND']._serialized_start=1166
-  _globals['_BACKEND']._serialized_end=1329
+  _globals['_CANCELLED']._serialized_start=500
+  _globals['_CANCELLED']._serialized_end=537
+  _globals['_EVENT']._serialized_start=540
+  _globals['_EVENT']._serialized_end=776
+  _globals['_WORKERMESSAGE']._serialized_start=778
+  _globals['_WORKERMESSAGE']._serialized_end=858
+  _globals['_INFOREQUEST']._serialized_start=860
+  _globals['_INFOREQUEST']._serialized_end=873
+  _globals['_INFOREPLY']._serialized_start=876
+  _globals['_INFOREPLY']._serialized_end=1253
+  _globals['_INFOREPLY_VERSIONSENTRY']._serialized_start=1155
+  _globals['_INFOREPLY_VERSIONSENTRY']._serialized_end=1202
+  _globals['_INFOREPLY_ENGINEARGSENTRY']._serialized_start=1204
+  _globals['_INFOREPLY_ENGINEARGSENTRY']._serialized_end=1253
+  _globals['_BACKEND']._serialized_start=1256
+  _globals['_BACKEND']._serialized_end=1419
 # @@protoc_insertion_point(module_scope)

@@ -1,7 +1,7 @@
 """The Backend gRPC service: one engine behind Generate streams, Info and the standard health service.
 
 Per request the worker sends exactly one first-token event (all tokens so far) and one completion
-(or one error) event; while requests are in flight, a heartbeat each second carries the count of
+(or one error, or, when the client cancels it, one cancelled event with the tokens it had generated); while requests are in flight, a heartbeat each second carries the count of
 tokens produced, which is how the coordinator tells a long generation from a stalled engine. Events ready at the same moment go out in one message. When a client's
 stream ends or breaks, that client's unfinished requests are aborted in the engine.
 """
@@ -64,7 +64,9 @@ class BackendService(pb_grpc.BackendServicer):
                 events.put_nowait(pb.Event(request_id=req.request_id, completion=pb.Completion(
                     tokens=pack_tokens(tokens), prompt_tokens=len(prompt))))
             except asyncio.CancelledError:
-                await self.engine.abort(engine_id)
+                generated = await self.engine.abort(engine_id)
+                events.put_nowait(pb.Event(request_id=req.request_id, cancelled=pb.Cancelled(
+                    generated_tokens=max(len(tokens), generated or 0))))
                 raise
             except Exception as exc:  # reported to the client, which may retry elsewhere
                 log.warning("request %s failed: %s", engine_id, exc)

@@ -1,0 +1,338 @@
+"""Dispatcher: owns every query from IssueQuery until it is completed exactly once.
+
+Runs on the coordinator's event loop. Queries wait in `pending` only while no worker has room;
+each send is one attempt with its own request id, recorded in the worker's ledger. A worker that
+goes down, stalls past its deadline or reports an error has its attempts re-issued to the others
+(front of the queue). The first completion of a query wins; any later one is dropped, and what the
+losing attempts generated is counted as waste. The policy chooses workers and, once nothing is
+pending, the end-game moves; the dispatcher carries them out and records each one. When no worker
+is left for `no_worker_timeout_s` while queries are outstanding, `on_fatal` reports it: the harness
+decides what happens to the process.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+from sut.dispatch.ledger import Attempt, Connection, Query, WorkerLedger
+from sut.dispatch.policies.base import DispatchPolicy, Move, MoveKind
+from sut.engines.base import SamplingParams
+from sut.proto import backend_pb2 as pb
+from sut.transport import WorkerLink
+from sut.wire import first_tokens, params_to_proto, token_count
+
+log = logging.getLogger("sut.dispatch")
+END_GAME_INTERVAL_S = 0.05
+MOVES_KEPT = 2000  # the manifest keeps the first moves in full; counters cover the rest
+
+LinkFactory = Callable[[str, object], Connection]
+
+
+class Responder(Protocol):
+    def first_token(self, query: Query, tokens: bytes) -> None: ...
+    def complete(self, items: list[tuple[Query, bytes]]) -> None: ...
+
+
+@dataclass
+class DispatchLimits:
+    max_attempts: int = 3
+    stall_timeout_s: float = 120.0
+    request_timeout_s: float = 600.0
+    no_worker_timeout_s: float = 30.0
+    monitor_interval_s: float = 0.25
+
+
+class Dispatcher:
+    def __init__(self, addresses: Sequence[str], policy: DispatchPolicy, responder: Responder,
+                 params: SamplingParams, prompts: Sequence[tuple[bytes, int]], needs_first_token: bool,
+                 on_fatal: Callable[[str], None], limits: DispatchLimits | None = None,
+                 link_factory: LinkFactory = WorkerLink, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.policy = policy
+        self.responder = responder
+        self.params = params
+        self.params_pb = params_to_proto(params)
+        self.prompts = prompts
+        self.needs_first_token = needs_first_token
+        self.on_fatal = on_fatal
+        self.limits = limits or DispatchLimits()
+        self.workers = [WorkerLedger(link_factory(address, self)) for address in addresses]
+        self._ledger = {id(worker.link): worker for worker in self.workers}
+        self.pending: collections.deque[Query] = collections.deque()
+        self.attempts: dict[int, Attempt] = {}  # insertion order is send order: deadlines expire in order
+        self._cancelled: dict[int, WorkerLedger] = {}  # cancelled attempts whose waste is not reported yet
+        self._ids = itertools.count(1)
+        self.outstanding = 0
+        self.counters = {"issued": 0, "completed": 0, "output_tokens": 0, "duplicates_dropped": 0,
+                         "reissued": 0, "stolen": 0, "hedged": 0, "timed_out": 0, "errors": 0,
+                         "wasted_output_tokens": 0, "foreign_events": 0}
+        self.moves: list[dict] = []
+        self._last_end_game = 0.0
+        self._no_worker_since: float | None = None
+        self._monitor: asyncio.Task | None = None
+        self._failed = False
+        self.started_at = self.clock()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for worker in self.workers:
+            worker.link.start()
+        self._monitor = asyncio.create_task(self._watch())
+
+    async def close(self) -> None:
+        if self._monitor:
+            self._monitor.cancel()
+        await asyncio.gather(*(worker.link.close() for worker in self.workers), return_exceptions=True)
+
+    def ready_workers(self) -> list[WorkerLedger]:
+        return [worker for worker in self.workers if worker.ready]
+
+    # --- from LoadGen (via the loop) ----------------------------------------------------------
+
+    def submit(self, samples: Sequence[tuple[int, int]]) -> None:
+        try:
+            queries = []
+            for sample_id, index in samples:
+                prompt, length = self.prompts[index]
+                queries.append(Query(sample_id, index, prompt, length, length + self.params.max_new_tokens))
+            self.pending.extend(self.policy.order(queries))
+            self.outstanding += len(queries)
+            self.counters["issued"] += len(queries)
+            self.pump()
+        except Exception as exc:
+            self._fail(f"dispatcher could not accept queries: {type(exc).__name__}: {exc}")
+
+    # --- from links ---------------------------------------------------------------------------
+
+    def on_ready(self, link) -> None:
+        log.info("worker %s ready", link.name)
+        self.pump()
+
+    def on_down(self, link, reason: str) -> None:
+        log.warning("worker %s down: %s", link.address, reason)
+        worker = self._ledger[id(link)]
+        self._cancelled = {rid: owner for rid, owner in self._cancelled.items() if owner is not worker}
+        requeue = []
+        for attempt in worker.clear():
+            self.attempts.pop(attempt.request_id, None)
+            query = attempt.query
+            query.live.discard(attempt.request_id)
+            if not query.done and not query.live:
+                query.errors.append(f"{link.address}: {reason}")
+                requeue.append(query)
+        if requeue:
+            worker.stats["reissued"] += len(requeue)
+            self.counters["reissued"] += len(requeue)
+            self._requeue_front(requeue)
+        self.pump()
+
+    def on_events(self, link, events) -> None:
+        try:
+            worker = self._ledger[id(link)]
+            now = self.clock()
+            completions: list[tuple[Query, bytes]] = []
+            for event in events:
+                self._on_event(worker, event, now, completions)
+            if completions:
+                self.responder.complete(completions)
+            self.pump()
+        except Exception as exc:
+            self._fail(f"dispatcher failed on events from {link.address}: {type(exc).__name__}: {exc}")
+
+    def _on_event(self, worker: WorkerLedger, event, now: float, completions: list) -> None:
+        kind = event.WhichOneof("kind")
+        attempt = self.attempts.get(event.request_id)
+        if attempt is not None and attempt.worker is not worker:
+            self.counters["foreign_events"] += 1  # an id this worker was never sent: not its answer
+            return
+        if attempt is None:
+            self._on_stale_event(worker, event, kind)
+            return
+        query = attempt.query
+        if kind == "first_token":
+            worker.started(attempt, now)
+            if self.needs_first_token and not query.done and not query.first_token_sent:
+                query.first_token_sent = True
+                self.responder.first_token(query, event.first_token.tokens)
+            return
+        self._finish_attempt(attempt)
+        if kind == "completion":
+            worker.finished(attempt, now)
+            tokens = event.completion.tokens
+            if query.done:
+                self._count_waste(worker, token_count(tokens), dropped=True)
+                return
+            if self.needs_first_token and not query.first_token_sent:
+                query.first_token_sent = True
+                self.responder.first_token(query, first_tokens(tokens))
+            query.done = True
+            self.outstanding -= 1
+            n_tokens = token_count(tokens)
+            worker.stats["completed"] += 1
+            worker.stats["output_tokens"] += n_tokens
+            self.counters["completed"] += 1
+            self.counters["output_tokens"] += n_tokens
+            for other in list(query.live):
+                self._cancel_attempt(other)
+            completions.append((query, tokens))
+        else:
+            worker.stats["failures"] += 1
+            self.counters["errors"] += 1
+            message = event.error.message if kind == "error" else "the worker cancelled the request itself"
+            query.errors.append(f"{worker.address}: {message}")
+            if query.done or query.live:
+                return
+            if query.attempts >= self.limits.max_attempts:
+                self._fail(f"sample {query.index} failed {query.attempts} times: " + "; ".join(query.errors))
+                return
+            self.counters["reissued"] += 1
+            self._requeue_front([query])
+
+    def _on_stale_event(self, worker: WorkerLedger, event, kind: str) -> None:
+        """An event for an attempt that is no longer live: a late duplicate or a cancelled one."""
+        if kind == "completion":
+            self._count_waste(worker, token_count(event.completion.tokens), dropped=True)
+        elif kind == "cancelled" and self._cancelled.pop(event.request_id, None) is worker:
+            self._count_waste(worker, event.cancelled.generated_tokens)
+
+    def _count_waste(self, worker: WorkerLedger, tokens: int, dropped: bool = False) -> None:
+        if dropped:
+            worker.stats["duplicates_dropped"] += 1
+            self.counters["duplicates_dropped"] += 1
+        worker.stats["wasted_output_tokens"] += tokens
+        self.counters["wasted_output_tokens"] += tokens
+
+    # --- sending --------------------------------------------------------------------------------
+
+    def pump(self) -> None:
+        workers = self.ready_workers()
+        while self.pending and workers:
+            worker = self.policy.choose(self.pending[0], workers)
+            if worker is None:
+                return
+            query = self.pending.popleft()
+            if not query.done:
+                self._send(query, worker)
+        if not self.pending and len(workers) > 1 and self.outstanding:
+            now = self.clock()
+            if now - self._last_end_game >= END_GAME_INTERVAL_S:
+                self._last_end_game = now
+                for move in self.policy.end_game(workers, now):
+                    self._apply(move, now)
+
+    def _apply(self, move: Move, now: float) -> None:
+        attempt = move.attempt
+        query = attempt.query
+        if query.done or query.moved or attempt.request_id not in self.attempts or not move.to.ready:
+            return
+        query.moved = True
+        source = attempt.worker
+        if move.kind is MoveKind.STEAL:
+            self._cancel_attempt(attempt.request_id)
+            source.stats["stolen_from"] += 1
+            move.to.stats["stolen_to"] += 1
+            self.counters["stolen"] += 1
+        else:
+            move.to.stats["hedged_to"] += 1
+            self.counters["hedged"] += 1
+        self._send(query, move.to, duplicate=move.kind is MoveKind.DUPLICATE)
+        if len(self.moves) < MOVES_KEPT:
+            self.moves.append({"t_s": round(now - self.started_at, 3), "kind": move.kind.value,
+                               "sample": query.index, "from": source.name, "to": move.to.name,
+                               "why": move.reason})
+
+    def _send(self, query: Query, worker: WorkerLedger, duplicate: bool = False) -> None:
+        request_id = next(self._ids)
+        query.attempts += 1
+        query.live.add(request_id)
+        attempt = Attempt(request_id, query, worker, self.clock(), duplicate=duplicate)
+        self.attempts[request_id] = attempt
+        worker.add(attempt)
+        worker.link.send(pb.GenerateRequest(request_id=request_id, prompt=query.prompt, params=self.params_pb))
+
+    def _finish_attempt(self, attempt: Attempt) -> None:
+        self.attempts.pop(attempt.request_id, None)
+        attempt.query.live.discard(attempt.request_id)
+        attempt.worker.remove(attempt.request_id)
+
+    def _cancel_attempt(self, request_id: int) -> None:
+        attempt = self.attempts.get(request_id)
+        if attempt:
+            self._finish_attempt(attempt)
+            attempt.worker.stats["cancelled"] += 1
+            self._cancelled[request_id] = attempt.worker
+            attempt.worker.link.cancel(request_id)
+
+    def _requeue_front(self, queries: list[Query]) -> None:
+        self.pending.extendleft(reversed(queries))
+
+    # --- watchdog -------------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        limits = self.limits
+        while True:
+            await asyncio.sleep(limits.monitor_interval_s)
+            now = self.clock()
+            for worker in self.ready_workers():
+                if worker.in_flight and now - worker.link.last_progress > limits.stall_timeout_s:
+                    worker.link.kill(f"no progress for {limits.stall_timeout_s:g} s with {len(worker.in_flight)} "
+                                     f"requests in flight")
+            self.expire_requests(now)
+            self.pump()
+            if self.ready_workers() or self.outstanding == 0:
+                self._no_worker_since = None
+            elif self._no_worker_since is None:
+                self._no_worker_since = now
+            elif now - self._no_worker_since > limits.no_worker_timeout_s:
+                self._fail(self.dead_cluster_message())
+
+    def expire_requests(self, now: float) -> None:
+        """Per-request deadline: an attempt older than request_timeout_s gets a second attempt on
+        another ready worker; the first completion wins and the other is cancelled."""
+        limit = self.limits.request_timeout_s
+        expired = []
+        for attempt in self.attempts.values():
+            if now - attempt.sent_at <= limit:
+                break
+            expired.append(attempt)
+        for attempt in expired:
+            query = attempt.query
+            others = [worker for worker in self.ready_workers() if worker is not attempt.worker]
+            if query.done or len(query.live) > 1 or not others:
+                continue
+            target = min(others, key=lambda worker: len(worker.in_flight) / worker.capacity)
+            self.counters["timed_out"] += 1
+            self._send(query, target, duplicate=True)
+
+    def dead_cluster_message(self) -> str:
+        lines = [f"no worker has been available for {self.limits.no_worker_timeout_s:g} s with "
+                 f"{self.outstanding} queries outstanding:"]
+        for worker in self.workers:
+            lines.append(f"  {worker.address}: {worker.link.state_name}, last error: {worker.link.last_error or 'none'}")
+        return "\n".join(lines)
+
+    def _fail(self, message: str) -> None:
+        if not self._failed:
+            self._failed = True
+            self.on_fatal(message)
+
+    # --- accounting -----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        counters = self.counters
+        return {"elapsed_s": self.clock() - self.started_at, "pending": len(self.pending),
+                "outstanding": self.outstanding, **counters,
+                "requests_run_more_than_once": counters["hedged"] + counters["timed_out"],
+                "wasted_fraction": counters["wasted_output_tokens"] / max(1, counters["output_tokens"]),
+                "workers": [worker.snapshot() for worker in self.workers]}
+
+    def end_game_record(self) -> dict:
+        """Every end-game move (the first MOVES_KEPT in full), for the manifest."""
+        return {"policy": self.policy.name, "moves_recorded": len(self.moves),
+                "moves_total": self.counters["stolen"] + self.counters["hedged"], "moves": self.moves}

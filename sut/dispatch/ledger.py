@@ -1,0 +1,171 @@
+"""The dispatcher's books: queries, their attempts, and one ledger per worker.
+
+A `WorkerLedger` holds what the coordinator knows about one worker's work (attempts in flight, those
+not started yet, outstanding work, counters) and what it has measured of its speed (how long a
+started request takes to finish, the shortest time to a first token). The link beside it holds only
+the connection. Policies read ledgers; only the dispatcher writes them.
+"""
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from typing import Protocol
+
+RATE_WINDOW_S = 5.0
+STAT_KEYS = ("completed", "output_tokens", "failures", "reissued", "stolen_from", "stolen_to", "hedged_to",
+             "duplicates_dropped", "wasted_output_tokens", "cancelled", "peak_in_flight")
+
+
+@dataclass(eq=False)
+class Query:
+    sample_id: int
+    index: int
+    prompt: bytes
+    prompt_len: int
+    work: int
+    attempts: int = 0
+    live: set = field(default_factory=set)  # request ids of attempts in flight
+    first_token_sent: bool = False
+    moved: bool = False  # stolen or duplicated once already: a query moves at most once
+    done: bool = False
+    errors: list = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Attempt:
+    request_id: int
+    query: Query
+    worker: "WorkerLedger"
+    sent_at: float
+    first_token_at: float | None = None
+    duplicate: bool = False  # a second copy running beside the original
+
+
+class Connection(Protocol):
+    """What the dispatcher needs of a link (sut.transport.WorkerLink implements it)."""
+    address: str
+    info: dict | None
+    last_error: str | None
+    last_progress: float
+    disconnects: int
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def state_name(self) -> str: ...
+    def start(self) -> None: ...
+    async def close(self) -> None: ...
+    def send(self, request) -> None: ...
+    def cancel(self, request_id: int) -> None: ...
+    def kill(self, reason: str) -> None: ...
+
+
+class Ewma:
+    """Exponentially weighted mean; None until the first sample."""
+
+    def __init__(self, weight: float = 0.1):
+        self.weight = weight
+        self.value: float | None = None
+
+    def add(self, sample: float) -> None:
+        self.value = sample if self.value is None else self.value + self.weight * (sample - self.value)
+
+
+class WorkerLedger:
+    def __init__(self, link: Connection):
+        self.link = link
+        self.in_flight: dict[int, Attempt] = {}  # insertion order is send order
+        self.unstarted: dict[int, Attempt] = {}  # no first token yet: queued in the engine, free to move
+        self.outstanding_work = 0
+        self.stats = dict.fromkeys(STAT_KEYS, 0)
+        self.decode_s = Ewma()  # first token -> completion of one request, under this worker's load
+        self.min_ttft_s: float | None = None  # fastest send -> first token seen: the engine with room
+        self._completions: collections.deque[float] = collections.deque()  # times, within RATE_WINDOW_S
+        self._first_completion: float | None = None
+        self._last_rate: float | None = None
+
+    @property
+    def address(self) -> str:
+        return self.link.address
+
+    @property
+    def name(self) -> str:
+        return self.link.name
+
+    @property
+    def capacity(self) -> int:
+        return self.link.capacity
+
+    @property
+    def ready(self) -> bool:
+        return self.link.ready
+
+    @property
+    def running(self) -> int:
+        return len(self.in_flight) - len(self.unstarted)
+
+    def add(self, attempt: Attempt) -> None:
+        self.in_flight[attempt.request_id] = attempt
+        self.unstarted[attempt.request_id] = attempt
+        self.outstanding_work += attempt.query.work
+        self.stats["peak_in_flight"] = max(self.stats["peak_in_flight"], len(self.in_flight))
+
+    def remove(self, request_id: int) -> Attempt | None:
+        self.unstarted.pop(request_id, None)
+        attempt = self.in_flight.pop(request_id, None)
+        if attempt is not None:
+            self.outstanding_work -= attempt.query.work
+        return attempt
+
+    def started(self, attempt: Attempt, now: float) -> None:
+        if self.unstarted.pop(attempt.request_id, None) is not None:
+            attempt.first_token_at = now
+            ttft = now - attempt.sent_at
+            self.min_ttft_s = ttft if self.min_ttft_s is None else min(self.min_ttft_s, ttft)
+
+    def finished(self, attempt: Attempt, now: float) -> None:
+        if attempt.first_token_at is not None:
+            self.decode_s.add(now - attempt.first_token_at)
+        if self._first_completion is None:
+            self._first_completion = now
+        self._completions.append(now)
+
+    def completion_rate(self, now: float) -> float | None:
+        """Requests completed per second over the last RATE_WINDOW_S; a worker that has just run dry
+        keeps the last rate it showed (None before it has completed two requests)."""
+        while self._completions and now - self._completions[0] > RATE_WINDOW_S:
+            self._completions.popleft()
+        span = min(RATE_WINDOW_S, now - self._first_completion) if self._first_completion is not None else 0.0
+        if len(self._completions) >= 2 and span > 0:
+            self._last_rate = len(self._completions) / span
+        return self._last_rate
+
+    def clear(self) -> list[Attempt]:
+        lost = list(self.in_flight.values())
+        self.in_flight.clear()
+        self.unstarted.clear()
+        self.outstanding_work = 0
+        return lost
+
+    def expected_remaining_s(self, attempt: Attempt, now: float) -> float | None:
+        """How long a started attempt still needs here, from this worker's measured decode time."""
+        if self.decode_s.value is None or attempt.first_token_at is None:
+            return None
+        return max(0.0, self.decode_s.value - (now - attempt.first_token_at))
+
+    def expected_fresh_s(self) -> float | None:
+        """How long a request sent here now would take: its fastest first token plus its decode time."""
+        if self.decode_s.value is None or self.min_ttft_s is None:
+            return None
+        return self.min_ttft_s + self.decode_s.value
+
+    def snapshot(self) -> dict:
+        link = self.link
+        return {"address": link.address, "name": link.name, "state": link.state_name,
+                "in_flight": len(self.in_flight), "last_error": link.last_error, **self.stats,
+                "disconnects": link.disconnects,
+                "decode_s": None if self.decode_s.value is None else round(self.decode_s.value, 4)}

@@ -1,0 +1,115 @@
+"""pull (Offline default): workers pull work in proportion to their speed, and finish together.
+
+Each worker keeps credit_factor x its capacity in flight (2 by default: the engine always has its
+next requests queued), so a faster worker finishes sooner and pulls more. Queries may be ordered
+longest prompt first.
+
+The end game, once nothing is pending, uses what the coordinator has measured of each worker: its
+completion rate over the last seconds, and how long a started request takes there.
+- Steal: queued (not started) requests move from the worker expected to finish last (requests in
+  flight / its completion rate) to the one expected to finish first, newest first, while that
+  brings the two closer by more than one request each. A queued request has produced nothing, so
+  moving it wastes nothing; on equal workers the gap rarely exceeds that, so little moves.
+- Duplicate: a worker with nothing at all in flight runs a second copy of a started request on
+  another worker only when the copy is expected to finish well before the original (its fastest
+  first token plus its decode time, times `duplicate_margin`, under the original's expected
+  remaining time). On equal workers this never holds, so nothing runs twice; a slow worker's
+  long tail goes to the idle fast one. The first answer wins and the other copy is cancelled.
+A query moves at most once.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from sut.dispatch.ledger import Query, WorkerLedger
+from sut.dispatch.policies.base import Move, MoveKind
+
+ORDERS = ("fifo", "longest-first")
+
+
+class PullPolicy:
+    name = "pull"
+
+    def __init__(self, credit_factor: float = 2.0, order: str = "fifo", duplicate_margin: float = 1.25):
+        if order not in ORDERS:
+            raise ValueError(f"--order {order!r}: choose {' or '.join(ORDERS)}")
+        if not credit_factor > 0:
+            raise ValueError(f"--credit-factor {credit_factor}: must be > 0")
+        self.credit_factor = credit_factor
+        self.order_name = order
+        self.duplicate_margin = duplicate_margin
+
+    def order(self, queries: list[Query]) -> list[Query]:
+        if self.order_name == "longest-first":
+            return sorted(queries, key=lambda q: q.prompt_len, reverse=True)
+        return queries
+
+    def credits(self, worker: WorkerLedger) -> int:
+        return max(1, math.ceil(worker.capacity * self.credit_factor))
+
+    def choose(self, query: Query, workers: Sequence[WorkerLedger]) -> WorkerLedger | None:
+        best, best_free = None, 0.0
+        for worker in workers:
+            free = 1.0 - len(worker.in_flight) / self.credits(worker)
+            if free > best_free:
+                best, best_free = worker, free
+        return best
+
+    # --- the end game -------------------------------------------------------------------------
+
+    def end_game(self, workers: Sequence[WorkerLedger], now: float) -> list[Move]:
+        if len(workers) < 2:
+            return []
+        rates = {worker: worker.completion_rate(now) for worker in workers}
+        load = {worker: len(worker.in_flight) for worker in workers}
+        moves = self._steal([w for w in workers if rates[w]], rates, load)
+        taken = {move.attempt.request_id for move in moves}
+        for thief in workers:
+            if load[thief] == 0:
+                moves += self._duplicate(thief, workers, now, taken)
+        return moves
+
+    def _steal(self, workers: list[WorkerLedger], rates: dict, load: dict) -> list[Move]:
+        """Queued requests move from the worker expected to finish last to the one expected to
+        finish first while that narrows the gap by more than a request on each side."""
+        moves: list[Move] = []
+        movable = {w: [a for a in reversed(w.unstarted.values()) if not a.query.moved] for w in workers}
+        while len(workers) > 1:
+            finish = {w: load[w] / rates[w] for w in workers}
+            thief = min(workers, key=finish.get)
+            victims = [w for w in workers if w is not thief and movable[w]]
+            if not victims:
+                return moves
+            victim = max(victims, key=finish.get)
+            # a request moved now finishes no sooner than a fresh one would on the thief
+            thief_after = max(finish[thief] + 1 / rates[thief], thief.expected_fresh_s() or 0.0)
+            if thief_after >= finish[victim] - 1 / rates[victim]:
+                return moves
+            attempt = movable[victim].pop(0)
+            load[victim] -= 1
+            load[thief] += 1
+            moves.append(Move(MoveKind.STEAL, attempt, thief,
+                              f"{thief.name} is expected to finish its {load[thief] - 1} requests in "
+                              f"{finish[thief]:.2f} s, {victim.name} its {load[victim] + 1} in {finish[victim]:.2f} s"))
+        return moves
+
+    def _duplicate(self, thief: WorkerLedger, workers, now: float, taken: set) -> list[Move]:
+        copy_s = thief.expected_fresh_s()
+        if copy_s is None:
+            return []
+        candidates = []
+        for victim in workers:
+            if victim is thief:
+                continue
+            for attempt in victim.in_flight.values():
+                if attempt.query.moved or attempt.request_id in taken:
+                    continue
+                remaining = victim.expected_remaining_s(attempt, now)
+                if remaining is not None and remaining > self.duplicate_margin * copy_s:
+                    candidates.append((remaining, attempt))
+        candidates.sort(key=lambda item: item[0], reverse=True)
+        return [Move(MoveKind.DUPLICATE, attempt, thief,
+                     f"{thief.name} is idle; the original is expected to need {remaining:.2f} s more on "
+                     f"{attempt.worker.name}, a copy {copy_s:.2f} s")
+                for remaining, attempt in candidates[:thief.capacity]]
