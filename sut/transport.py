@@ -49,6 +49,7 @@ class WorkerLink:
         self._task: asyncio.Task | None = None
         self._serve_task: asyncio.Task | None = None
         self._kill_reason: str | None = None
+        self._served = False
         self._closed = False
 
     @property
@@ -100,12 +101,12 @@ class WorkerLink:
             self._requests.clear()
             self._cancels.clear()
             self.listener.on_down(self, reason)
-        self.state = LinkState.DOWN
 
     async def _run(self) -> None:
         backoff = 0.2
         while not self._closed:
             self._kill_reason = None
+            self._served = False
             self._serve_task = asyncio.create_task(self._connect_and_serve())
             try:
                 await self._serve_task
@@ -118,7 +119,7 @@ class WorkerLink:
                 reason = f"{exc.code().name}: {exc.details()}"
             except Exception as exc:  # any failure of one worker is that worker's, never the run's
                 reason = f"{type(exc).__name__}: {exc}"
-            if self.state is LinkState.READY:
+            if self._served:  # a connection that worked: reconnect quickly
                 backoff = 0.2
             self._declare_down(reason)
             await asyncio.sleep(backoff)
@@ -144,6 +145,7 @@ class WorkerLink:
         self._cancels.clear()
         sender = asyncio.create_task(self._send_loop(call))
         self.state = LinkState.READY
+        self._served = True
         self.last_progress = time.monotonic()
         self.last_error = None
         self.listener.on_ready(self)

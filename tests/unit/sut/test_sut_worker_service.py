@@ -118,7 +118,12 @@ class Stream:
                 if request_id is None or event.request_id == request_id:
                     kind = event.WhichOneof("kind")
                     payload = getattr(event, kind)
-                    value = payload.message if kind == "error" else unpack_tokens(payload.tokens).tolist()
+                    if kind == "error":
+                        value = payload.message
+                    elif kind == "cancelled":
+                        value = payload.generated_tokens
+                    else:
+                        value = unpack_tokens(payload.tokens).tolist()
                     out.append((event.request_id, kind, value))
         return out
 
@@ -199,7 +204,7 @@ def test_engine_that_finishes_without_a_token_gives_an_error():
     asyncio.run(main())
 
 
-def test_cancel_aborts_the_request_in_the_engine_and_sends_no_completion():
+def test_cancel_aborts_the_request_in_the_engine_and_answers_with_the_tokens_it_generated():
     async def main():
         service = ready_service()
         stream = Stream(service)
@@ -211,7 +216,7 @@ def test_cancel_aborts_the_request_in_the_engine_and_sends_no_completion():
         service.engine.gate.set()  # too late: the request is gone
         stream.client.half_close()
         await stream.finished()
-        assert stream.events(5) == [(5, "first_token", [10])]
+        assert stream.events(5) == [(5, "first_token", [10]), (5, "cancelled", 1)]
         assert stream.events(6)[-1] == (6, "completion", OK_OUTPUT)
     asyncio.run(main())
 
