@@ -164,7 +164,7 @@ def run(args) -> int:
                             min(i["max_model_len"] or 0 for i in infos) or 0, params.max_new_tokens)
         manifest.update(status="running", workers=infos, policy=args.policy)
         verdict_code = _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config)
-        manifest.update(workers=cluster.worker_infos(), dispatch=cluster.snapshot(), end_game=cluster.end_game_record())
+        manifest.update(workers=cluster.worker_infos(), dispatch=cluster.snapshot(), **cluster.dispatch_record())
         if args.scenario != "Offline":
             (run_dir / "issue_schedule.json").write_text(json.dumps(cluster.issue_schedule()))
     finally:

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 from sut.dispatch import Dispatcher, DispatchLimits, Query
 from sut.dispatch.policies import DispatchPolicy
 from sut.engines.base import SamplingParams
-from sut.wire import pack_tokens, unpack_tokens
+from sut.wire import check_request_size, pack_tokens, unpack_tokens
 
 
 class ClusterUnavailable(RuntimeError):
@@ -49,6 +49,8 @@ class ClusterSUT:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="sut-loop", daemon=True)
         packed = [(pack_tokens(p), len(p)) for p in prompts]
+        for index, (prompt, _) in enumerate(packed):
+            check_request_size(len(prompt), index)
         self.dispatcher = Dispatcher(addresses, policy, responder, params, packed, needs_first_token,
                                      self._fatal, limits)
 
@@ -64,22 +66,30 @@ class ClusterSUT:
             return fn(*args)
         return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result()
 
-    def start(self, ready_timeout_s: float, want_all: bool = True) -> list[dict]:
-        """Connect to every worker; wait until all (or, after the timeout, at least one) are ready."""
+    def start(self, ready_timeout_s: float, want_all: bool = True, unreachable_timeout_s: float = 15.0) -> list[dict]:
+        """Connect to every worker; wait until all (or, after the timeout, at least one) are ready.
+        A worker that answers but is still loading its model is waited for; when no worker has
+        answered at all within unreachable_timeout_s (nothing listening, a wrong name), give up."""
         self._thread.start()
         self._call(self.dispatcher.start)
-        deadline = time.monotonic() + ready_timeout_s
+        started = time.monotonic()
+        deadline = started + ready_timeout_s
         while time.monotonic() < deadline:
             ready = self._call(self.dispatcher.ready_workers)
             if ready and (len(ready) == len(self.dispatcher.workers) or not want_all):
                 break
+            if not ready and time.monotonic() - started > unreachable_timeout_s and not self._call(
+                    lambda: any(w.link.reached for w in self.dispatcher.workers)):
+                raise ClusterUnavailable(f"no worker could be reached within {unreachable_timeout_s:g} s: "
+                                         + self._worker_errors())
             time.sleep(0.1)
         ready = self._call(self.dispatcher.ready_workers)
         if not ready:
-            details = "; ".join(f"{w.address}: {w.link.last_error or w.link.state_name}"
-                                for w in self.dispatcher.workers)
-            raise ClusterUnavailable(f"no worker became ready within {ready_timeout_s:g} s ({details})")
+            raise ClusterUnavailable(f"no worker became ready within {ready_timeout_s:g} s: {self._worker_errors()}")
         return [dict(w.link.info, address=w.address) for w in ready]
+
+    def _worker_errors(self) -> str:
+        return "; ".join(f"{w.address}: {w.link.last_error or w.link.state_name}" for w in self.dispatcher.workers)
 
     def missing_workers(self) -> list[str]:
         ready = {w.address for w in self._call(self.dispatcher.ready_workers)}
@@ -117,9 +127,9 @@ class ClusterSUT:
         except (RuntimeError, concurrent.futures.CancelledError):
             return {}
 
-    def end_game_record(self) -> dict:
+    def dispatch_record(self) -> dict:
         try:
-            return self._call(self.dispatcher.end_game_record)
+            return self._call(self.dispatcher.record)
         except (RuntimeError, concurrent.futures.CancelledError):
             return {}
 

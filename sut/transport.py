@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sut.proto import backend_pb2 as pb
 from sut.proto import backend_pb2_grpc as pb_grpc
-from sut.wire import CHANNEL_OPTIONS, info_to_dict
+from sut.wire import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, REQUEST_OVERHEAD_BYTES, info_to_dict
 
 
 class LinkState(enum.Enum):
@@ -42,7 +42,9 @@ class WorkerLink:
         self.info: dict | None = None
         self.last_error: str | None = None
         self.last_progress = time.monotonic()
+        self.last_message = time.monotonic()
         self.disconnects = 0
+        self.reached = False  # the worker answered a health check at least once: it exists
         self._requests: list[pb.GenerateRequest] = []
         self._cancels: list[int] = []
         self._wake_sender = asyncio.Event()
@@ -136,6 +138,7 @@ class WorkerLink:
 
     async def _serve(self, channel) -> None:
         status = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        self.reached = True
         if status.status != health_pb2.HealthCheckResponse.SERVING:
             raise ConnectionError("health check: not serving yet (engine starting?)")
         stub = pb_grpc.BackendStub(channel)
@@ -146,7 +149,7 @@ class WorkerLink:
         sender = asyncio.create_task(self._send_loop(call))
         self.state = LinkState.READY
         self._served = True
-        self.last_progress = time.monotonic()
+        self.last_progress = self.last_message = time.monotonic()
         self.last_error = None
         self.listener.on_ready(self)
         engine_tokens = 0
@@ -157,9 +160,10 @@ class WorkerLink:
                     if sender.done() and sender.exception():
                         raise sender.exception()
                     return
+                self.last_message = time.monotonic()
                 if message.events or message.engine_tokens != engine_tokens:
                     engine_tokens = message.engine_tokens
-                    self.last_progress = time.monotonic()
+                    self.last_progress = self.last_message
                 if message.events:
                     self.listener.on_events(self, message.events)
         finally:
@@ -173,4 +177,21 @@ class WorkerLink:
             while self._requests or self._cancels:
                 requests, self._requests = self._requests, []
                 cancels, self._cancels = self._cancels, []
-                await call.write(pb.ClientMessage(requests=requests, cancel=cancels))
+                for batch in _within_message_limit(requests):
+                    await call.write(pb.ClientMessage(requests=batch, cancel=cancels))
+                    cancels = []
+
+
+def _within_message_limit(requests: list) -> list[list]:
+    """Requests ready together go out in as few messages as fit well inside the message limit
+    (a single request is checked against the limit before it is ever sent)."""
+    budget = MAX_MESSAGE_BYTES // 4
+    batches, batch, size = [], [], 0
+    for request in requests:
+        cost = len(request.prompt) + REQUEST_OVERHEAD_BYTES
+        if batch and size + cost > budget:
+            batches.append(batch)
+            batch, size = [], 0
+        batch.append(request)
+        size += cost
+    return batches + [batch] if batch or not batches else batches

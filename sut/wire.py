@@ -8,7 +8,20 @@ import numpy as np
 from sut.engines.base import EngineInfo, SamplingParams
 from sut.proto import backend_pb2 as pb
 
+TOKEN_DTYPE = "<i4"  # the layout LoadGen logs
+TOKEN_BYTES = 4
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+REQUEST_OVERHEAD_BYTES = 256  # request id, sampling parameters and framing around a prompt
+
+
+class RequestTooLarge(ValueError):
+    """A prompt that cannot cross the wire in one message."""
+
+
+def check_request_size(prompt_bytes: int, index: int) -> None:
+    if prompt_bytes + REQUEST_OVERHEAD_BYTES > MAX_MESSAGE_BYTES:
+        raise RequestTooLarge(f"sample {index}: its prompt is {prompt_bytes // TOKEN_BYTES} tokens "
+                              f"({prompt_bytes} bytes), over the {MAX_MESSAGE_BYTES} byte gRPC message limit")
 # Keepalive pings find a peer that vanished without closing its socket (a dead node, a cut link).
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -27,10 +40,6 @@ SERVER_OPTIONS = [
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
     ("grpc.http2.max_ping_strikes", 0),
 ]
-
-
-TOKEN_DTYPE = "<i4"  # the layout LoadGen logs
-TOKEN_BYTES = 4
 
 
 def pack_tokens(ids: Sequence[int] | np.ndarray) -> bytes:

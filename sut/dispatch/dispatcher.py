@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
+from sut.dispatch.checks import identity_change, identity_of, output_problem
 from sut.dispatch.ledger import Attempt, Connection, Query, WorkerLedger
 from sut.dispatch.policies.base import DispatchPolicy, Move, MoveKind
 from sut.engines.base import SamplingParams
@@ -29,6 +30,7 @@ from sut.wire import first_tokens, params_to_proto, token_count
 log = logging.getLogger("sut.dispatch")
 END_GAME_INTERVAL_S = 0.05
 MOVES_KEPT = 2000  # the manifest keeps the first moves in full; counters cover the rest
+INCIDENTS_KEPT = 500
 
 LinkFactory = Callable[[str, object], Connection]
 
@@ -44,6 +46,8 @@ class DispatchLimits:
     stall_timeout_s: float = 120.0
     request_timeout_s: float = 600.0
     no_worker_timeout_s: float = 30.0
+    silence_timeout_s: float = 5.0  # no message at all (workers heartbeat each second while busy)
+    faulty_after: int = 3  # wrong answers before a worker gets no more work
     monitor_interval_s: float = 0.25
 
 
@@ -70,8 +74,10 @@ class Dispatcher:
         self.outstanding = 0
         self.counters = {"issued": 0, "completed": 0, "output_tokens": 0, "duplicates_dropped": 0,
                          "reissued": 0, "stolen": 0, "hedged": 0, "timed_out": 0, "errors": 0,
-                         "wasted_output_tokens": 0, "foreign_events": 0}
+                         "wasted_output_tokens": 0, "foreign_events": 0, "failed_attempts": 0, "violations": 0,
+                         "refused_connections": 0}
         self.moves: list[dict] = []
+        self.incidents: list[dict] = []  # identity changes, refusals, wrong answers, faulty workers
         self._last_end_game = 0.0
         self._no_worker_since: float | None = None
         self._monitor: asyncio.Task | None = None
@@ -111,6 +117,20 @@ class Dispatcher:
     # --- from links ---------------------------------------------------------------------------
 
     def on_ready(self, link) -> None:
+        worker = self._ledger[id(link)]
+        shown = identity_of(link.info or {})
+        if worker.identity is None:
+            worker.identity = shown
+        else:
+            change = identity_change(worker.identity, shown)
+            if change:
+                self.counters["refused_connections"] += 1
+                self._incident("refused", worker, f"a different worker answered at this address: {change}")
+                link.kill(f"refused: not the worker first seen here ({change})")
+                return
+        if worker.faulty:
+            link.kill(f"refused: marked faulty ({worker.faulty})")
+            return
         log.info("worker %s ready", link.name)
         self.pump()
 
@@ -121,15 +141,10 @@ class Dispatcher:
         requeue = []
         for attempt in worker.clear():
             self.attempts.pop(attempt.request_id, None)
-            query = attempt.query
-            query.live.discard(attempt.request_id)
-            if not query.done and not query.live:
-                query.errors.append(f"{link.address}: {reason}")
-                requeue.append(query)
-        if requeue:
-            worker.stats["reissued"] += len(requeue)
-            self.counters["reissued"] += len(requeue)
-            self._requeue_front(requeue)
+            attempt.query.live.discard(attempt.request_id)
+            if self._attempt_failed(attempt, reason):
+                requeue.append(attempt.query)
+        self._requeue_front(requeue)
         self.pump()
 
     def on_events(self, link, events) -> None:
@@ -163,8 +178,12 @@ class Dispatcher:
             return
         self._finish_attempt(attempt)
         if kind == "completion":
-            worker.finished(attempt, now)
             tokens = event.completion.tokens
+            problem = output_problem(tokens, self.params, int((worker.link.info or {}).get("vocab_size") or 0))
+            if problem:
+                self._violation(worker, attempt, problem)
+                return
+            worker.finished(attempt, now)
             if query.done:
                 self._count_waste(worker, token_count(tokens), dropped=True)
                 return
@@ -182,17 +201,55 @@ class Dispatcher:
                 self._cancel_attempt(other)
             completions.append((query, tokens))
         else:
-            worker.stats["failures"] += 1
             self.counters["errors"] += 1
             message = event.error.message if kind == "error" else "the worker cancelled the request itself"
-            query.errors.append(f"{worker.address}: {message}")
-            if query.done or query.live:
-                return
-            if query.attempts >= self.limits.max_attempts:
-                self._fail(f"sample {query.index} failed {query.attempts} times: " + "; ".join(query.errors))
-                return
-            self.counters["reissued"] += 1
-            self._requeue_front([query])
+            if self._attempt_failed(attempt, message):
+                self._requeue_front([query])
+
+    def _attempt_failed(self, attempt: Attempt, reason: str) -> bool:
+        """Every attempt that ends without an answer counts toward max_attempts. True: send the
+        query again; False: it is answered, still running elsewhere, or the run has failed."""
+        query, worker = attempt.query, attempt.worker
+        worker.stats["failures"] += 1
+        self.counters["failed_attempts"] += 1
+        query.failures += 1
+        query.errors.append(f"{worker.address}: {reason}")
+        if query.done or query.live:
+            return False
+        if query.failures >= self.limits.max_attempts:
+            last = "; ".join(f"{w.address}: {w.link.last_error or 'no error'}" for w in self.workers)
+            self._fail(f"sample {query.index} got no answer in {query.failures} attempts: "
+                       + "; ".join(query.errors) + f" (workers' last errors: {last})")
+            return False
+        worker.stats["reissued"] += 1
+        self.counters["reissued"] += 1
+        return True
+
+    def _violation(self, worker: WorkerLedger, attempt: Attempt, problem: str) -> None:
+        worker.stats["violations"] += 1
+        self.counters["violations"] += 1
+        self._incident("wrong answer", worker, f"sample {attempt.query.index}: {problem}")
+        if self._attempt_failed(attempt, f"wrong answer: {problem}"):
+            self._requeue_front([attempt.query])
+        if worker.stats["violations"] >= self.limits.faulty_after and not worker.faulty:
+            worker.faulty = f"{worker.stats['violations']} wrong answers, the last: {problem}"
+            self._incident("faulty", worker, f"no more work: {worker.faulty}")
+            self._withdraw(worker)
+
+    def _withdraw(self, worker: WorkerLedger) -> None:
+        """Take a worker's work back without blaming the queries (the worker is at fault)."""
+        requeue = []
+        for attempt in list(worker.in_flight.values()):
+            self._cancel_attempt(attempt.request_id)
+            if not attempt.query.done and not attempt.query.live:
+                requeue.append(attempt.query)
+        self._requeue_front(requeue)
+
+    def _incident(self, kind: str, worker: WorkerLedger, detail: str) -> None:
+        log.warning("worker %s: %s: %s", worker.address, kind, detail)
+        if len(self.incidents) < INCIDENTS_KEPT:
+            self.incidents.append({"t_s": round(self.clock() - self.started_at, 3), "kind": kind,
+                                   "worker": worker.address, "detail": detail})
 
     def _on_stale_event(self, worker: WorkerLedger, event, kind: str) -> None:
         """An event for an attempt that is no longer live: a late duplicate or a cancelled one."""
@@ -270,7 +327,8 @@ class Dispatcher:
             attempt.worker.link.cancel(request_id)
 
     def _requeue_front(self, queries: list[Query]) -> None:
-        self.pending.extendleft(reversed(queries))
+        if queries:
+            self.pending.extendleft(reversed(queries))
 
     # --- watchdog -------------------------------------------------------------------------------
 
@@ -280,7 +338,12 @@ class Dispatcher:
             await asyncio.sleep(limits.monitor_interval_s)
             now = self.clock()
             for worker in self.ready_workers():
-                if worker.in_flight and now - worker.link.last_progress > limits.stall_timeout_s:
+                if not worker.in_flight:
+                    continue
+                if now - worker.link.last_message > limits.silence_timeout_s:
+                    worker.link.kill(f"silent for {limits.silence_timeout_s:g} s (no event, no heartbeat) with "
+                                     f"{len(worker.in_flight)} requests in flight")
+                elif now - worker.link.last_progress > limits.stall_timeout_s:
                     worker.link.kill(f"no progress for {limits.stall_timeout_s:g} s with {len(worker.in_flight)} "
                                      f"requests in flight")
             self.expire_requests(now)
@@ -294,21 +357,38 @@ class Dispatcher:
 
     def expire_requests(self, now: float) -> None:
         """Per-request deadline: an attempt older than request_timeout_s gets a second attempt on
-        another ready worker; the first completion wins and the other is cancelled."""
+        another ready worker (the first completion wins, the other is cancelled). When that one
+        times out too, or there is no other worker, the timed-out attempts have failed: they are
+        cancelled, counted toward max_attempts, and the query is sent again."""
         limit = self.limits.request_timeout_s
         expired = []
-        for attempt in self.attempts.values():
+        for attempt in self.attempts.values():  # send order
+            if attempt.timed_out:
+                continue
             if now - attempt.sent_at <= limit:
                 break
             expired.append(attempt)
         for attempt in expired:
+            attempt.timed_out = True
             query = attempt.query
-            others = [worker for worker in self.ready_workers() if worker is not attempt.worker]
-            if query.done or len(query.live) > 1 or not others:
+            if query.done or attempt.request_id not in self.attempts:
                 continue
-            target = min(others, key=lambda worker: len(worker.in_flight) / worker.capacity)
-            self.counters["timed_out"] += 1
-            self._send(query, target, duplicate=True)
+            others = [worker for worker in self.ready_workers() if worker is not attempt.worker]
+            if len(query.live) == 1 and others:
+                target = min(others, key=lambda worker: len(worker.in_flight) / worker.capacity)
+                self.counters["timed_out"] += 1
+                self._send(query, target, duplicate=True)
+                continue
+            retry = False
+            for request_id in list(query.live):
+                late = self.attempts[request_id]
+                if late.timed_out:
+                    self._cancel_attempt(request_id)
+                    retry = self._attempt_failed(late, f"no answer within {limit:g} s")
+            if retry:
+                self._requeue_front([query])
+        if expired:
+            self.pump()
 
     def dead_cluster_message(self) -> str:
         lines = [f"no worker has been available for {self.limits.no_worker_timeout_s:g} s with "
@@ -332,7 +412,9 @@ class Dispatcher:
                 "wasted_fraction": counters["wasted_output_tokens"] / max(1, counters["output_tokens"]),
                 "workers": [worker.snapshot() for worker in self.workers]}
 
-    def end_game_record(self) -> dict:
-        """Every end-game move (the first MOVES_KEPT in full), for the manifest."""
-        return {"policy": self.policy.name, "moves_recorded": len(self.moves),
-                "moves_total": self.counters["stolen"] + self.counters["hedged"], "moves": self.moves}
+    def record(self) -> dict:
+        """For the manifest: every end-game move and every incident (the first ones in full)."""
+        return {"end_game": {"policy": self.policy.name, "moves_recorded": len(self.moves),
+                             "moves_total": self.counters["stolen"] + self.counters["hedged"], "moves": self.moves},
+                "incidents": self.incidents,
+                "identities": {worker.address: worker.identity for worker in self.workers}}

@@ -13,7 +13,7 @@ from typing import Protocol
 
 RATE_WINDOW_S = 5.0
 STAT_KEYS = ("completed", "output_tokens", "failures", "reissued", "stolen_from", "stolen_to", "hedged_to",
-             "duplicates_dropped", "wasted_output_tokens", "cancelled", "peak_in_flight")
+             "duplicates_dropped", "wasted_output_tokens", "cancelled", "violations", "peak_in_flight")
 
 
 @dataclass(eq=False)
@@ -24,6 +24,7 @@ class Query:
     prompt_len: int
     work: int
     attempts: int = 0
+    failures: int = 0  # attempts that ended without an answer: errors, lost workers, timeouts, wrong answers
     live: set = field(default_factory=set)  # request ids of attempts in flight
     first_token_sent: bool = False
     moved: bool = False  # stolen or duplicated once already: a query moves at most once
@@ -39,6 +40,7 @@ class Attempt:
     sent_at: float
     first_token_at: float | None = None
     duplicate: bool = False  # a second copy running beside the original
+    timed_out: bool = False  # past its deadline once (it may still answer first)
 
 
 class Connection(Protocol):
@@ -47,6 +49,7 @@ class Connection(Protocol):
     info: dict | None
     last_error: str | None
     last_progress: float
+    last_message: float
     disconnects: int
 
     @property
@@ -82,6 +85,8 @@ class WorkerLedger:
         self.unstarted: dict[int, Attempt] = {}  # no first token yet: queued in the engine, free to move
         self.outstanding_work = 0
         self.stats = dict.fromkeys(STAT_KEYS, 0)
+        self.identity: dict | None = None  # pinned at first contact
+        self.faulty: str | None = None  # why it gets no more work
         self.decode_s = Ewma()  # first token -> completion of one request, under this worker's load
         self.min_ttft_s: float | None = None  # fastest send -> first token seen: the engine with room
         self._completions: collections.deque[float] = collections.deque()  # times, within RATE_WINDOW_S
@@ -102,7 +107,7 @@ class WorkerLedger:
 
     @property
     def ready(self) -> bool:
-        return self.link.ready
+        return self.link.ready and not self.faulty
 
     @property
     def running(self) -> int:
@@ -167,5 +172,5 @@ class WorkerLedger:
         link = self.link
         return {"address": link.address, "name": link.name, "state": link.state_name,
                 "in_flight": len(self.in_flight), "last_error": link.last_error, **self.stats,
-                "disconnects": link.disconnects,
+                "disconnects": link.disconnects, "faulty": self.faulty,
                 "decode_s": None if self.decode_s.value is None else round(self.decode_s.value, 4)}

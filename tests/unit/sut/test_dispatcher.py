@@ -117,7 +117,8 @@ def test_engine_error_retries_elsewhere_then_fails_loudly():
     assert not fatal
     holder = max((a, b), key=lambda link: max(link.sent, default=0))
     d.on_events(holder, [pb.Event(request_id=holder.sent[-1], error=pb.Error(message="boom again"))])
-    assert fatal and "sample 0 failed 2 times" in fatal[0] and "boom again" in fatal[0]
+    assert fatal and "sample 0 got no answer in 2 attempts" in fatal[0] and "boom again" in fatal[0]
+    assert "workers' last errors" in fatal[0]
     assert rec.done == []
 
 
@@ -185,7 +186,7 @@ def test_a_worker_whose_queue_runs_dry_steals_queued_requests_from_the_one_finis
         d.on_events(fast, [first_token(rid), completion(rid)])
     assert d.counters["stolen"] >= 3 and d.counters["hedged"] == 0
     assert all(move["kind"] == "steal" and move["from"] == "slow" and "expected to finish" in move["why"]
-               for move in d.end_game_record()["moves"])
+               for move in d.record()["end_game"]["moves"])
     stolen = slow.cancelled
     assert stolen and all(rid not in slow_worker.in_flight for rid in stolen)
     d.on_events(slow, [cancelled(rid, 0) for rid in stolen])
@@ -213,7 +214,7 @@ def test_an_idle_worker_duplicates_a_long_running_request_and_the_first_completi
     d.on_events(fast, [first_token(rf), completion(rf)])  # fast is idle now
     assert d.counters["hedged"] == 1
     copy = fast.sent[-1]
-    assert "idle" in d.end_game_record()["moves"][-1]["why"]
+    assert "idle" in d.record()["end_game"]["moves"][-1]["why"]
     clock.now += 0.3
     d.on_events(fast, [first_token(copy), completion(copy)])
     assert slow.cancelled == [rs] and d.outstanding == 0
@@ -261,12 +262,66 @@ def test_request_past_its_deadline_gets_a_second_attempt_elsewhere():
     d.submit([(7, 0)])
     owner, other = (a, b) if a.sent else (b, a)
     first = owner.sent[0]
-    d.expire_requests(clock.now + 5)
+    clock.now += 5
+    d.expire_requests(clock.now)
     assert not other.sent
-    d.expire_requests(clock.now + 11)
+    clock.now += 6
+    d.expire_requests(clock.now)
     assert len(other.sent) == 1 and d.counters["timed_out"] == 1
-    d.expire_requests(clock.now + 22)  # never more than two attempts at once
+    clock.now += 5
+    d.expire_requests(clock.now)  # never more than two attempts at once
     assert len(owner.sent) == 1
     d.on_events(other, [completion(other.sent[0])])
     assert owner.cancelled == [first] and [s for s, _ in rec.done] == [7]
     assert d.snapshot()["requests_run_more_than_once"] == 1
+
+
+def test_with_one_worker_a_request_past_its_deadline_is_a_failed_attempt_and_the_run_ends():
+    d, (a,), rec, fatal, clock = make({"a": 4}, policy=LeastWorkPolicy(), samples=1, max_attempts=2)
+    d.limits.request_timeout_s = 10.0
+    d.submit([(7, 0)])
+    clock.now += 11
+    d.expire_requests(clock.now)
+    assert a.cancelled == [a.sent[0]] and len(a.sent) == 2 and not fatal
+    clock.now += 11
+    d.expire_requests(clock.now)
+    assert fatal and "sample 0 got no answer in 2 attempts" in fatal[0] and "no answer within 10 s" in fatal[0]
+
+
+def test_when_both_copies_outlive_their_deadline_both_fail_and_the_query_goes_again():
+    d, (a, b), rec, fatal, clock = make({"a": 4, "b": 4}, policy=LeastWorkPolicy(), samples=1, max_attempts=3)
+    d.limits.request_timeout_s = 10.0
+    d.submit([(7, 0)])
+    clock.now += 11
+    d.expire_requests(clock.now)
+    clock.now += 11
+    d.expire_requests(clock.now)
+    assert sorted(a.cancelled + b.cancelled) == sorted(a.sent + b.sent)[:2]
+    assert len(a.sent) + len(b.sent) == 3 and d.counters["failed_attempts"] == 2 and not fatal
+
+
+def test_a_wrong_answer_is_refused_re_issued_and_a_worker_giving_many_is_marked_faulty():
+    d, (a, b), rec, _, clock = make({"a": 1, "b": 1}, policy=PullPolicy(credit_factor=1.0), samples=3,
+                                    max_attempts=5)
+    d.workers[0].link.info["vocab_size"] = 100
+    d.submit([(i, i) for i in range(3)])
+    bad = [(7,) * 200, (), (5, 500)]  # over max_new_tokens, empty, out of vocabulary
+    for tokens in bad:
+        d.on_events(a, [completion(a.sent[-1], tokens)])
+    assert d.counters["violations"] == 3 and d.workers[0].faulty and not d.workers[0].ready
+    kinds = [incident["kind"] for incident in d.record()["incidents"]]
+    assert kinds == ["wrong answer"] * 3 + ["faulty"]
+    while d.outstanding:
+        d.on_events(b, [completion(b.sent[-1])])
+    assert sorted(s for s, _ in rec.done) == [0, 1, 2]
+
+
+def test_a_worker_that_comes_back_as_a_different_worker_is_refused():
+    d, (a,), _, _, _ = make({"a": 1})
+    a.info.update(worker_id="w1", engine="sim", model="m", versions={"identity.model_fingerprint": "x"})
+    d.on_ready(a)
+    assert d.workers[0].identity["identity.model_fingerprint"] == "x"
+    a.info["versions"] = {"identity.model_fingerprint": "y"}
+    d.on_ready(a)
+    assert not a.ready and d.counters["refused_connections"] == 1
+    assert "identity.model_fingerprint 'x' -> 'y'" in d.record()["incidents"][0]["detail"]
