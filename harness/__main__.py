@@ -3,10 +3,10 @@ import sys
 if len(sys.argv) > 1 and sys.argv[1] in ("package", "check"):
     command = sys.argv.pop(1)
     if command == "package":
-        from harness.package import main
+        from harness.submission.package import main
     else:
-        from harness.check import main
+        from harness.submission.check import main
 else:
-    from harness.run import main
+    from harness.run.runner import main
 
 sys.exit(main())

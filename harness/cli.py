@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.settings import MODEL_NAMES, MODES, SCENARIOS
+from harness.run.settings import MODEL_NAMES, MODES, SCENARIOS
 
 
 def _positive_int(text: str) -> int:

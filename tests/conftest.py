@@ -15,9 +15,9 @@ _CACHE = tempfile.mkdtemp(prefix="harness-cache-")
 os.environ["MLPERF_HARNESS_CACHE"] = _CACHE  # inherited by every subprocess the tests start
 os.environ.setdefault("PYTHONPATH", str(REPO))
 
-from harness.local_workers import LocalWorkers  # noqa: E402
-from harness.settings import smoke_user_conf  # noqa: E402
-from harness.tiny_model import tiny_dataset_path, tiny_model_dir  # noqa: E402
+from harness.run.local_workers import LocalWorkers  # noqa: E402
+from harness.run.settings import smoke_user_conf  # noqa: E402
+from harness.run.tiny_model import tiny_dataset_path, tiny_model_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")

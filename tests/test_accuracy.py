@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from harness.accuracy.scoring import accuracy_text, evaluate, make_scorer, read_accuracy_log, AccuracyLogError
-from harness.accuracy.sentences import sent_tokenize
-from harness.accuracy.targets import judge
+from harness.submission.accuracy.scoring import accuracy_text, evaluate, make_scorer, read_accuracy_log, AccuracyLogError
+from harness.submission.accuracy.sentences import sent_tokenize
+from harness.submission.accuracy.targets import judge
+from harness.run.tiny_model import DATA_DIR
 
 # Outputs of NLTK's English punkt model as NLTK documents them (nltk/tokenize/punkt.py docstring and
 # nltk/test/unit/test_tokenize.py::test_sent_tokenize), i.e. what nltk.sent_tokenize returns.
@@ -50,7 +51,7 @@ def test_sentences_equal_nltk_english_model(text, expected):
 
 def test_sentences_equal_the_wheels_independent_tokenizer_on_news():
     import punkt
-    articles = json.loads((REPO / "harness" / "data" / "articles.json").read_text())
+    articles = json.loads((DATA_DIR / "articles.json").read_text())
     texts = NEWS + [a["article"] for a in articles] + [a["highlights"] for a in articles]
     for text in texts:
         assert sent_tokenize(text) == punkt.sent_tokenize(text)
@@ -61,7 +62,7 @@ def test_cached_stemming_scores_equal_rouge_score_defaults():
     from rouge_score import rouge_scorer
     plain = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)
     ours = make_scorer()
-    articles = json.loads((REPO / "harness" / "data" / "articles.json").read_text())
+    articles = json.loads((DATA_DIR / "articles.json").read_text())
     for a, b in zip(articles, articles[1:]):
         assert ours.score(a["highlights"], b["article"]) == plain.score(a["highlights"], b["article"])
 
@@ -77,7 +78,7 @@ def _log(path, outputs: dict[int, list[int]], duplicate_of: int | None = None):
 def test_evaluate_dedupes_detokenizes_and_prints_plain_numbers(tiny_model, tmp_path):
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
-    articles = json.loads((REPO / "harness" / "data" / "articles.json").read_text())
+    articles = json.loads((DATA_DIR / "articles.json").read_text())
     references = [a["highlights"] for a in articles[:3]]
     outputs = {i: tokenizer.encode(references[i]) for i in range(3)}  # BOS is special: skipped
     _log(tmp_path / "log.json", outputs, duplicate_of=1)
@@ -96,7 +97,7 @@ def test_evaluate_dedupes_detokenizes_and_prints_plain_numbers(tiny_model, tmp_p
 def test_parallel_and_serial_scoring_agree(tiny_model, tmp_path):
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
-    articles = json.loads((REPO / "harness" / "data" / "articles.json").read_text())
+    articles = json.loads((DATA_DIR / "articles.json").read_text())
     references = [a["highlights"] for a in articles] * 30
     outputs = {i: tokenizer.encode(articles[(i + 1) % len(articles)]["article"])[:128] for i in range(len(references))}
     _log(tmp_path / "log.json", outputs)

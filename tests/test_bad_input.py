@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import run_harness
-from harness.dataset import DatasetError, load_dataset
+from harness.run.dataset import DatasetError, load_dataset
 
 
 def _write(tmp_path, content) -> str:

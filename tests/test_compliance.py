@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from harness.compliance import verify_test06, write_test06
+from harness.submission.compliance import verify_test06, write_test06
 
 EOS = 128009
 

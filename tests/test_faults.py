@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import REPO, manifest_of, only_run_dir
-from harness.local_workers import LocalWorker, LocalWorkers
+from harness.run.local_workers import LocalWorker, LocalWorkers
 
 SLOW_SIM = ["--step-ms", "20", "--max-seqs", "8", "--prefill-tps", "100000"]
 
@@ -126,7 +126,7 @@ def test_worker_started_after_the_run_began_joins(sim_workers, tiny_dataset, smo
 
 def test_thousands_in_flight_share_one_stream(tmp_path, smoke_conf):
     """Far beyond HTTP/2's ~100 concurrent streams per connection: one stream carries them all."""
-    from harness.synthetic import synthetic_records
+    from harness.run.synthetic import synthetic_records
     import json
     dataset = tmp_path / "synthetic.json"
     dataset.write_text(json.dumps(synthetic_records(1200)))

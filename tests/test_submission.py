@@ -8,9 +8,9 @@ import pathlib
 import pytest
 
 from conftest import manifest_of, only_run_dir, run_harness
-from harness.check import Checker
-from harness.package import PackageError, build_system, truncate_accuracy_log
-from harness.submission_rules import ROUND_SEEDS, SYSTEM_REQUIRED_FIELDS
+from harness.submission.check import Checker
+from harness.submission.package import PackageError, build_system, truncate_accuracy_log
+from harness.submission.rules import ROUND_SEEDS, SYSTEM_REQUIRED_FIELDS
 
 GOOD_ACCURACY = {"rouge1": "38.9", "rouge2": "16.0", "rougeL": "24.6", "rougeLsum": "35.9", "gen_len": 8000000,
                  "gen_num": 13368}
@@ -186,7 +186,7 @@ def test_smoke_pipeline_is_packaged_and_reported_not_valid(hf_workers, tiny_mode
     where = tmp_path / "sub" / RESULTS / "Offline"
     assert (where / "accuracy" / "mlperf_log_accuracy.json").stat().st_size <= 10 * 1024
     assert (where / "accuracy" / "accuracy.txt").read_text().rstrip().splitlines()[-1].startswith("hash=")
-    assert (tmp_path / "sub" / "closed" / "Acme" / "src" / "harness" / "run.py").is_file()
+    assert (tmp_path / "sub" / "closed" / "Acme" / "src" / "harness" / "run" / "runner.py").is_file()
     check = run_harness("check", tmp_path / "sub", cwd=tmp_path)
     assert check.returncode == 1
     for reason in ("min_duration is 0 ms; a submission needs >= 600000 ms", "performance_sample_count is 32",

@@ -10,12 +10,12 @@ import pathlib
 import re
 import sys
 
-from harness.accuracy.targets import judge
-from harness.submission_rules import (DATASET_SIZE, LATENCY_LIMITS_NS, MAX_ACCURACY_LOG_BYTES, MEASUREMENT_FIELDS,
+from harness.submission.accuracy.targets import judge
+from harness.submission.rules import (DATASET_SIZE, LATENCY_LIMITS_NS, MAX_ACCURACY_LOG_BYTES, MEASUREMENT_FIELDS,
                                       MIN_DURATION_MS, ROUND_SEEDS, SCENARIOS, SYSTEM_STATUS, SYSTEM_TYPES,
                                       TEST06_BENCHMARKS, TEST06_PASS_LINES, empty_system_fields,
                                       required_system_fields)
-from harness.verdict import read_detail_log
+from harness.run.verdict import read_detail_log
 
 _ACC = {key: re.compile(rf".*'{key}':\s+'?([\d.]+)'?.*") for key in ("rouge1", "rouge2", "rougeL", "rougeLsum")}
 _ACC["gen_len"] = re.compile(r".*'gen_len':\s([\d.]+).*")

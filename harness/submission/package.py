@@ -16,10 +16,10 @@ import platform
 import shutil
 import sys
 
-from harness.submission_rules import (DIVISIONS, MEASUREMENT_FIELDS, SYSTEM_STATUS, SYSTEM_TYPES, VIEWABLE_BYTES,
+from harness.submission.rules import (DIVISIONS, MEASUREMENT_FIELDS, SYSTEM_STATUS, SYSTEM_TYPES, VIEWABLE_BYTES,
                                       benchmark_dir, empty_system_fields, required_system_fields)
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 SOURCE_ITEMS = ("harness", "sut", "scripts", "audit", "setup.py", "README.md", "user.conf", "mlperf.conf")
 
 

@@ -15,20 +15,20 @@ import sys
 import threading
 import time
 
-from harness.compliance import write_test06
-from harness.dataset import DatasetError, check_against_model, load_dataset
-from harness.local_workers import LocalWorkerError, LocalWorkers
-from harness.manifest import Manifest
-from harness.progress import Progress
-from harness.settings import (SettingsError, build_test_settings, check_model_name, default_model_name,
+from harness.submission.compliance import write_test06
+from harness.run.dataset import DatasetError, check_against_model, load_dataset
+from harness.run.local_workers import LocalWorkerError, LocalWorkers
+from harness.run.manifest import Manifest
+from harness.run.progress import Progress
+from harness.run.settings import (SettingsError, build_test_settings, check_model_name, default_model_name,
                               effective_settings, smoke_user_conf)
-from harness.verdict import read_detail_log, summary_reasons
+from harness.run.verdict import read_detail_log, summary_reasons
 from sut.cluster import ClusterSUT, ClusterUnavailable, LoadGenResponder
 from sut.dispatch import DispatchLimits
 from sut.engines.base import SamplingParams
 from sut.policies import make_policy
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXIT_OK, EXIT_REJECTED, EXIT_INPUT, EXIT_CLUSTER = 0, 1, 2, 3
 SMOKE_BANNER = "smoke run, not a valid submission run"
 
@@ -97,7 +97,7 @@ def run(args) -> int:
 
     model_dir = args.model
     if smoke:
-        from harness.tiny_model import tiny_dataset_path, tiny_model_dir
+        from harness.run.tiny_model import tiny_dataset_path, tiny_model_dir
         model_dir = str(tiny_model_dir())
         dataset_path = tiny_dataset_path()
     else:
@@ -190,8 +190,8 @@ def _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit
 
 
 def _score_accuracy(run_dir: pathlib.Path, dataset, tokenizer_dir: str, manifest: Manifest) -> None:
-    from harness.accuracy.__main__ import print_report, score_run
-    from harness.accuracy.targets import benchmark_for_model_name
+    from harness.submission.accuracy.report import print_report, score_run
+    from harness.submission.accuracy.targets import benchmark_for_model_name
 
     benchmark = benchmark_for_model_name(manifest.data["model_name"])
     results, rows = score_run(run_dir / "mlperf_log_accuracy.json", dataset.path, tokenizer_dir, benchmark)

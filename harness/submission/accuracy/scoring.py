@@ -15,8 +15,8 @@ import pathlib
 
 import numpy as np
 
-from harness.accuracy.sentences import sent_tokenize
-from harness.accuracy.targets import ROUGE_KEYS
+from harness.submission.accuracy.sentences import sent_tokenize
+from harness.submission.accuracy.targets import ROUGE_KEYS
 
 
 class AccuracyLogError(ValueError):

@@ -1,0 +1,164 @@
+"""Fan-out benchmarks on SIMULATED workers (sim engine): ratios measured in one run, never GPU numbers.
+
+python scripts/bench_fanout.py [--parts a,b,c] [--results FILE]
+
+a  two workers at speeds 1 : 2.7, Offline: makespan against the ideal (total work / sum of the
+   workers' solo rates), beside static halves (each worker given half the samples)
+b  16 workers of mixed speeds: Offline against the ideal; Server at 70 % of their summed rate
+c  coordinator ceiling with instant engines: Offline samples/s (goal >= 5000) and the latency a
+   1000-QPS Server run adds (p99 first-token latency through LoadGen, gRPC and back; goal < 5 ms)
+Everything is real but the engine: LoadGen, the harness, gRPC over loopback, worker processes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+from harness.run.local_workers import LocalWorker
+from harness.run.synthetic import synthetic_records
+from harness.run.verdict import read_detail_log
+
+SIM = ["--step-ms", "10", "--step-ms-per-seq", "0.05", "--max-seqs", "64", "--prefill-tps", "100000"]
+
+
+class Bench:
+    def __init__(self, workdir: pathlib.Path):
+        self.workdir = workdir
+        self.workers: list[LocalWorker] = []
+        self.datasets: dict[tuple, pathlib.Path] = {}
+
+    def start(self, flags_per_worker: list[list[str]]) -> list[str]:
+        started = []
+        for flags in flags_per_worker:
+            command = [sys.executable, "-m", "sut.worker", "--engine", "sim", "--model", "sim", "--port", "0", *flags]
+            started.append(LocalWorker(command, self.workdir / f"worker-{len(self.workers) + len(started)}.log"))
+        deadline = time.monotonic() + 60
+        self.workers += started
+        return [w.wait_ready(deadline) for w in started]
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+    def dataset(self, samples: int, seed: int = 0) -> pathlib.Path:
+        key = (samples, seed)
+        if key not in self.datasets:
+            path = self.workdir / f"synthetic-{samples}-{seed}.json"
+            path.write_text(json.dumps(synthetic_records(samples, seed)))
+            self.datasets[key] = path
+        return self.datasets[key]
+
+    def run(self, addresses: list[str], samples: int, scenario: str = "Offline", qps: float = 1.0,
+            seed: int = 0, extra=()) -> dict:
+        conf = self.workdir / f"user-{time.time_ns()}.conf"
+        conf.write_text(f"llama3_1-8b.*.performance_sample_count_override = {samples}\n"
+                        f"llama3_1-8b.Offline.min_duration = 0\nllama3_1-8b.Offline.min_query_count = {samples}\n"
+                        f"llama3_1-8b.Offline.target_qps = 1\nllama3_1-8b.Server.min_duration = 0\n"
+                        f"llama3_1-8b.Server.min_query_count = {samples}\nllama3_1-8b.Server.target_qps = {qps}\n")
+        out = self.workdir / f"runs-{time.time_ns()}"
+        proc = subprocess.run([sys.executable, "-m", "harness", "--quiet", "--scenario", scenario, "--workers",
+                               ",".join(addresses), "--dataset", str(self.dataset(samples, seed)), "--user-conf",
+                               str(conf), "--output", str(out), "--allow-invalid", "--force-output-tokens", *extra],
+                              capture_output=True, text=True, cwd=self.workdir)
+        if proc.returncode != 0:
+            raise RuntimeError(f"harness failed ({proc.returncode}): {proc.stderr[-1500:]}")
+        run_dir = next(out.iterdir())
+        r = read_detail_log(run_dir / "mlperf_log_detail.txt").results
+        sps = r.get("result_samples_per_second") or r.get("result_completed_samples_per_sec")
+        return {"samples": samples, "samples_per_s": sps, "makespan_s": samples / sps if sps else None,
+                "ttft_p50_ms": r.get("result_first_token_50.00_percentile_latency_ns", 0) / 1e6,
+                "ttft_p99_ms": r.get("result_first_token_99.00_percentile_latency_ns", 0) / 1e6,
+                "tpot_p99_ms": r.get("result_time_per_output_token_99.00_percentile_ns", 0) / 1e6,
+                "completed_per_s": r.get("result_completed_samples_per_sec"),
+                "manifest": json.loads((run_dir / "manifest.json").read_text()).get("dispatch", {})}
+
+
+def part_a(bench: Bench, samples: int) -> dict:
+    slow, fast = bench.start([SIM + ["--speed", "1"], SIM + ["--speed", "2.7"]])
+    solo_slow = bench.run([slow], samples // 2)["samples_per_s"]
+    solo_fast = bench.run([fast], samples // 2)["samples_per_s"]
+    ideal = samples / (solo_slow + solo_fast)
+    pulled = bench.run([slow, fast], samples)
+    half = samples // 2
+    with ThreadPoolExecutor(2) as pool:  # static halves: each worker gets its own half, at once
+        halves = list(pool.map(lambda args: bench.run(*args), [([slow], half, "Offline", 1.0, 1),
+                                                                ([fast], half, "Offline", 1.0, 2)]))
+    static = max(h["makespan_s"] for h in halves)
+    per_worker = [w["completed"] for w in pulled["manifest"]["workers"]]
+    return {"solo_rates": [solo_slow, solo_fast], "ideal_makespan_s": ideal, "pull_makespan_s": pulled["makespan_s"],
+            "pull_efficiency": ideal / pulled["makespan_s"], "static_halves_makespan_s": static,
+            "static_efficiency": ideal / static, "samples_per_worker": per_worker,
+            "stolen": pulled["manifest"].get("stolen", 0), "hedged": pulled["manifest"].get("hedged", 0)}
+
+
+def part_b(bench: Bench, samples: int) -> dict:
+    speeds = [0.5, 1.0, 1.5, 2.0, 2.7, 1.0, 0.75, 1.25] * 2
+    addresses = bench.start([SIM + ["--speed", str(s)] for s in speeds])
+    unit = bench.run([addresses[1]], samples // 8)["samples_per_s"]  # a speed-1 worker alone
+    ideal = samples / (unit * sum(speeds))
+    offline = bench.run(addresses, samples)
+    qps = 0.7 * unit * sum(speeds)
+    server = bench.run(addresses, int(qps * 20), "Server", qps)
+    return {"speeds": speeds, "unit_rate": unit, "ideal_makespan_s": ideal, "offline_makespan_s": offline["makespan_s"],
+            "offline_efficiency": ideal / offline["makespan_s"], "server_target_qps": qps,
+            "server_completed_per_s": server["completed_per_s"], "server_ttft_p99_ms": server["ttft_p99_ms"],
+            "server_tpot_p99_ms": server["tpot_p99_ms"]}
+
+
+def part_c(bench: Bench) -> dict:
+    addresses = bench.start([["--instant"], ["--instant"]])
+    offline = bench.run(addresses, 20000)
+    server = bench.run(addresses, 10000, "Server", 1000.0)
+    return {"offline_samples_per_s": offline["samples_per_s"], "server_qps": 1000.0,
+            "server_completed_per_s": server["completed_per_s"], "added_latency_p50_ms": server["ttft_p50_ms"],
+            "added_latency_p99_ms": server["ttft_p99_ms"]}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--parts", default="a,b,c")
+    p.add_argument("--samples", type=int, default=1500, help="part a (part b uses 3x)")
+    p.add_argument("--results", default=None)
+    args = p.parse_args()
+    parts = set(args.parts.split(","))
+    bench = Bench(pathlib.Path(tempfile.mkdtemp(prefix="bench-fanout-")))
+    results = {"note": "SIMULATED engines (sim): coordinator and dispatch behaviour only, not GPU results"}
+    try:
+        if "a" in parts:
+            results["a"] = a = part_a(bench, args.samples)
+            print(f"a  speeds 1 : 2.7   ideal {a['ideal_makespan_s']:.1f} s   pull {a['pull_makespan_s']:.1f} s "
+                  f"(efficiency {a['pull_efficiency']:.3f}, goal >= 0.95; split {a['samples_per_worker']}, "
+                  f"stolen {a['stolen']}, hedged {a['hedged']})   static halves {a['static_halves_makespan_s']:.1f} s "
+                  f"(efficiency {a['static_efficiency']:.3f})", flush=True)
+            bench.stop()
+            bench.workers = []
+        if "b" in parts:
+            results["b"] = b = part_b(bench, 3 * args.samples)
+            print(f"b  16 workers       Offline efficiency {b['offline_efficiency']:.3f}   Server at "
+                  f"{b['server_target_qps']:.0f} qps: completed {b['server_completed_per_s']:.1f}/s, TTFT p99 "
+                  f"{b['server_ttft_p99_ms']:.1f} ms, TPOT p99 {b['server_tpot_p99_ms']:.2f} ms", flush=True)
+            bench.stop()
+            bench.workers = []
+        if "c" in parts:
+            results["c"] = c = part_c(bench)
+            print(f"c  instant engines  Offline {c['offline_samples_per_s']:,.0f} samples/s (goal >= 5000)   Server "
+                  f"1000 qps: added latency p50 {c['added_latency_p50_ms']:.2f} ms, p99 "
+                  f"{c['added_latency_p99_ms']:.2f} ms (goal < 5)", flush=True)
+    finally:
+        bench.stop()
+    print("(SIMULATED engines: dispatch and coordinator figures, not GPU results)")
+    if args.results:
+        pathlib.Path(args.results).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
