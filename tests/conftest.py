@@ -16,7 +16,7 @@ os.environ["MLPERF_HARNESS_CACHE"] = _CACHE  # inherited by every subprocess the
 os.environ.setdefault("PYTHONPATH", str(REPO))
 
 from harness.run.local_workers import LocalWorkers  # noqa: E402
-from harness.run.settings import smoke_user_conf  # noqa: E402
+from harness.run.settings import short_run_user_conf  # noqa: E402
 from harness.run.tiny_model import tiny_dataset_path, tiny_model_dir  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def start_workers(count: int, engine: str, log_dir: pathlib.Path, extra: list[st
 def smoke_conf(tmp_path):
     def write(samples: int, model_name: str = "llama3_1-8b", extra: str = "") -> pathlib.Path:
         path = tmp_path / "user.conf"
-        path.write_text(smoke_user_conf(model_name, samples) + extra)
+        path.write_text(short_run_user_conf(model_name, samples) + extra)
         return path
     return write
 

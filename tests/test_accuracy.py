@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO
 from harness.submission.accuracy.scoring import accuracy_text, evaluate, make_scorer, read_accuracy_log, AccuracyLogError
 from harness.submission.accuracy.sentences import sent_tokenize
-from harness.submission.accuracy.targets import judge
+from harness.benchmarks.definitions import LLAMA3_1_8B
 from harness.run.tiny_model import DATA_DIR
 
 # Outputs of NLTK's English punkt model as NLTK documents them (nltk/tokenize/punkt.py docstring and
@@ -108,11 +108,11 @@ def test_parallel_and_serial_scoring_agree(tiny_model, tmp_path):
 def test_judge_against_targets():
     good = {"rouge1": "38.9", "rouge2": "16.0", "rougeL": "24.6", "rougeLsum": "35.9", "gen_len": 8_000_000,
             "gen_num": 13368}
-    assert all(passed for *_, passed in judge(good, "llama3.1-8b"))
+    assert all(passed for *_, passed in LLAMA3_1_8B.judge(good))
     long = dict(good, gen_len=9_000_000)
-    assert [m for m, *_, passed in judge(long, "llama3.1-8b") if not passed] == ["gen_len"]
+    assert [m for m, *_, passed in LLAMA3_1_8B.judge(long) if not passed] == ["gen_len"]
     low = dict(good, rouge2="15.7")
-    assert [m for m, *_, passed in judge(low, "llama3.1-8b") if not passed] == ["rouge2"]
+    assert [m for m, *_, passed in LLAMA3_1_8B.judge(low) if not passed] == ["rouge2"]
 
 
 def test_truncated_log_is_a_clear_error(tmp_path):

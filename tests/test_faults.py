@@ -11,7 +11,8 @@ import time
 import pytest
 
 from conftest import REPO, manifest_of, only_run_dir
-from harness.run.local_workers import LocalWorker, LocalWorkers
+from harness.run.local_workers import LocalWorkers
+from sut.worker.launch import WorkerProcess, WorkerSpec
 
 SLOW_SIM = ["--step-ms", "20", "--max-seqs", "8", "--prefill-tps", "100000"]
 
@@ -28,8 +29,8 @@ def sim_workers(tmp_path):
     yield start
     for workers in started:
         for worker in workers.workers:
-            if worker.process.poll() is None:
-                os.killpg(worker.process.pid, signal.SIGCONT)
+            if worker.running:
+                worker.send_signal(signal.SIGCONT)
         workers.stop()
 
 
@@ -45,8 +46,8 @@ def finish(process: subprocess.Popen, timeout: float = 120) -> tuple[int, str, s
     return process.returncode, out, err
 
 
-def _signal(worker: LocalWorker, sig: int) -> None:
-    os.killpg(worker.process.pid, sig)
+def _signal(worker: WorkerProcess, sig: int) -> None:
+    worker.send_signal(sig)
 
 
 @pytest.mark.parametrize("scenario", ["Offline", "Server"])
@@ -112,8 +113,8 @@ def test_worker_started_after_the_run_began_joins(sim_workers, tiny_dataset, smo
     harness = start_harness(tmp_path, [first.workers[0].address, late_address], tiny_dataset, smoke_conf(32),
                             "--connect-timeout", "1")
     time.sleep(2.0)
-    late = LocalWorker([sys.executable, "-m", "sut.worker", "--engine", "sim", "--model", "sim-model",
-                        "--port", str(late_port), *SLOW_SIM], tmp_path / "late.log")
+    late = WorkerProcess(WorkerSpec("sim", "sim-model", port=late_port, engine_args=tuple(SLOW_SIM)),
+                         tmp_path / "late.log")
     try:
         code, out, err = finish(harness)
     finally:

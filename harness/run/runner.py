@@ -15,20 +15,23 @@ import sys
 import threading
 import time
 
-from harness.submission.compliance import write_test06
+from harness.benchmarks.definitions import by_model_name
+from harness.benchmarks.scenarios import SCENARIOS
 from harness.run.dataset import DatasetError, check_against_model, load_dataset
-from harness.run.local_workers import LocalWorkerError, LocalWorkers
+from harness.run.flags import build_parser
+from harness.run.local_workers import LocalWorkers
 from harness.run.manifest import Manifest
 from harness.run.progress import Progress
-from harness.run.settings import (SettingsError, build_test_settings, check_model_name, default_model_name,
-                              effective_settings, smoke_user_conf)
+from harness.run.settings import SettingsError, build_test_settings, check_model_name, effective_settings, \
+    short_run_user_conf
 from harness.run.verdict import read_detail_log, summary_reasons
+from harness.submission.compliance import write_test06
 from sut.cluster import ClusterSUT, ClusterUnavailable, LoadGenResponder
 from sut.dispatch import DispatchLimits
 from sut.engines.base import SamplingParams
-from sut.policies import make_policy
+from sut.worker.launch import LaunchError
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]  # for audit/
 EXIT_OK, EXIT_REJECTED, EXIT_INPUT, EXIT_CLUSTER = 0, 1, 2, 3
 SMOKE_BANNER = "smoke run, not a valid submission run"
 
@@ -47,6 +50,17 @@ def sampling_params(args) -> SamplingParams:
             raise InputError("--force-output-tokens is for benchmarks only and is refused with --mode AccuracyOnly")
         params = dataclasses.replace(params, min_new_tokens=args.max_new_tokens, ignore_eos=True)
     return params
+
+
+def make_dispatch_policy(name: str, credit_factor: float, order: str):
+    """A dispatch policy by name (`pull` or `least-work`; `auto` is resolved from the scenario table)."""
+    # TODO(merge): drop the fallback once sut.dispatch lands
+    try:
+        from sut.dispatch.policies import create_policy
+    except ImportError:
+        from sut.policies import make_policy
+        return make_policy(name, "Offline" if name == "pull" else "Server", credit_factor, order)
+    return create_policy(name, credit_factor=credit_factor, order=order)
 
 
 def make_run_dir(parent: str, scenario: str, mode: str) -> pathlib.Path:
@@ -86,7 +100,8 @@ class FatalHandler:
 def run(args) -> int:
     import mlperf_loadgen as lg
 
-    model_name = args.model_name or default_model_name(args.scenario)
+    scenario = SCENARIOS[args.scenario]
+    model_name = args.model_name or scenario.default_model_name
     check_model_name(args.scenario, model_name)
     params = sampling_params(args)
     smoke = args.workers is None and args.dataset is None and args.model is None
@@ -108,7 +123,7 @@ def run(args) -> int:
     user_conf = pathlib.Path(args.user_conf or "user.conf")
     if smoke and args.user_conf is None:
         user_conf = run_dir / "user.conf"
-        user_conf.write_text(smoke_user_conf(model_name, len(dataset)))
+        user_conf.write_text(short_run_user_conf(model_name, len(dataset)))
     settings = build_test_settings(lg, args.scenario, args.mode, model_name, user_conf)
     if user_conf.resolve() != (run_dir / "user.conf").resolve():
         shutil.copy(user_conf, run_dir / "user.conf")
@@ -145,9 +160,10 @@ def run(args) -> int:
             addresses = local.wait_ready(args.connect_timeout)
         limits = DispatchLimits(max_attempts=args.max_attempts, stall_timeout_s=args.stall_timeout,
                                 request_timeout_s=args.request_timeout, no_worker_timeout_s=args.no_worker_timeout)
+        policy = scenario.default_policy if args.policy == "auto" else args.policy
         cluster = ClusterSUT(addresses, dataset.tok_inputs, params,
-                             make_policy(args.policy, args.scenario, args.credit_factor, args.order),
-                             needs_first_token=args.scenario != "Offline", on_fatal=fatal, limits=limits,
+                             make_dispatch_policy(policy, args.credit_factor, args.order),
+                             needs_first_token=scenario.needs_first_token, on_fatal=fatal, limits=limits,
                              responder=LoadGenResponder(lg))
         infos = cluster.start(args.connect_timeout)
         missing = cluster.missing_workers()
@@ -157,9 +173,9 @@ def run(args) -> int:
         check_against_model(dataset, min(i["vocab_size"] or 0 for i in infos) or 0,
                             min(i["max_model_len"] or 0 for i in infos) or 0, params.max_new_tokens)
         manifest.update(status="running", workers=infos, policy=args.policy)
-        verdict_code = _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config)
+        _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config)
         manifest.update(workers=cluster.worker_infos(), dispatch=cluster.snapshot())
-        if args.scenario != "Offline":
+        if scenario.server_like:
             (run_dir / "issue_schedule.json").write_text(json.dumps(cluster.issue_schedule()))
     finally:
         if cluster:
@@ -191,9 +207,8 @@ def _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit
 
 def _score_accuracy(run_dir: pathlib.Path, dataset, tokenizer_dir: str, manifest: Manifest) -> None:
     from harness.submission.accuracy.report import print_report, score_run
-    from harness.submission.accuracy.targets import benchmark_for_model_name
 
-    benchmark = benchmark_for_model_name(manifest.data["model_name"])
+    benchmark = by_model_name(manifest.data["model_name"])
     results, rows = score_run(run_dir / "mlperf_log_accuracy.json", dataset.path, tokenizer_dir, benchmark)
     print_report(results, rows, benchmark)
     manifest.update(accuracy=results, accuracy_pass=all(passed for *_, passed in rows))
@@ -215,7 +230,8 @@ def _report(args, run_dir: pathlib.Path, manifest: Manifest, dataset, smoke: boo
         problems.append(f"LoadGen logged {verdict.num_errors} error(s): " + "; ".join(verdict.errors[:3]))
     if args.audit:
         problems = [p for p in problems if not p.startswith("LoadGen result is")]  # TEST06 needs no VALID
-        audit = write_test06(run_dir, args.scenario, eos_ids=args.eos_ids)
+        eos_ids = args.eos_ids or by_model_name(manifest.data["model_name"]).eos_ids
+        audit = write_test06(run_dir, args.scenario, eos_ids=eos_ids)
         print(audit.text().rstrip())
         for problem in audit.problems[:10]:
             print(f"  TEST06: {problem}")
@@ -255,12 +271,10 @@ def _accuracy_log_indices(path: pathlib.Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.cli import build_parser
-
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (InputError, DatasetError, SettingsError, LocalWorkerError) as exc:
+    except (InputError, DatasetError, SettingsError, LaunchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except ClusterUnavailable as exc:

@@ -1,48 +1,46 @@
-"""LoadGen TestSettings from user.conf (LoadGen loads its embedded mlperf.conf itself), plus the
-sampling parameters the MLPerf rules set for llama3.1-8b."""
+"""LoadGen TestSettings from user.conf (LoadGen loads its embedded mlperf.conf itself), the checks
+on --scenario and --model-name, and the short-run user.conf of smoke runs and benchmarks."""
 from __future__ import annotations
 
 import pathlib
 
-SCENARIOS = ("Offline", "Server", "SingleStream", "Interactive")
+from harness.benchmarks.definitions import MODEL_NAMES, UnknownBenchmark, by_model_name
+from harness.benchmarks.scenarios import SCENARIOS
+
 MODES = ("PerformanceOnly", "AccuracyOnly")
-MODEL_NAMES = ("llama3_1-8b", "llama3_1-8b-edge", "llama3_1-8b-interactive")
 
 
 class SettingsError(ValueError):
     pass
 
 
-def default_model_name(scenario: str) -> str:
-    return {"Interactive": "llama3_1-8b-interactive", "SingleStream": "llama3_1-8b-edge"}.get(scenario, "llama3_1-8b")
-
-
-def loadgen_scenario(scenario: str) -> str:
-    """LoadGen has no Interactive scenario: it is Server with the -interactive model name."""
-    return "Server" if scenario == "Interactive" else scenario
-
-
 def check_model_name(scenario: str, model_name: str) -> None:
-    if model_name not in MODEL_NAMES:
-        raise SettingsError(f"--model-name {model_name!r}: choose one of {', '.join(MODEL_NAMES)}")
-    if scenario == "Interactive" and model_name != "llama3_1-8b-interactive":
-        raise SettingsError("--scenario Interactive needs --model-name llama3_1-8b-interactive "
-                            "(LoadGen's Server scenario with the Interactive latency limits)")
-    if model_name == "llama3_1-8b-interactive" and scenario != "Interactive":
-        raise SettingsError(f"--model-name llama3_1-8b-interactive goes with --scenario Interactive, not {scenario}")
+    try:
+        benchmark = by_model_name(model_name)
+    except UnknownBenchmark:
+        raise SettingsError(f"--model-name {model_name!r}: choose one of {', '.join(MODEL_NAMES)}") from None
+    if scenario in benchmark.run_scenarios:
+        return
+    dedicated = by_model_name(SCENARIOS[scenario].default_model_name)
+    if dedicated.run_scenarios == (scenario,):
+        raise SettingsError(f"--scenario {scenario} needs --model-name {dedicated.model_name} (LoadGen's "
+                            f"{SCENARIOS[scenario].loadgen_scenario} scenario with the {scenario} latency limits)")
+    raise SettingsError(f"--model-name {model_name} goes with --scenario {' or '.join(benchmark.run_scenarios)}, "
+                        f"not {scenario}")
 
 
 def build_test_settings(lg, scenario: str, mode: str, model_name: str, user_conf: pathlib.Path):
     """FromConfig exactly once per process: a second call silently drops mlperf.conf."""
     if not user_conf.is_file():
         raise SettingsError(f"--user-conf {user_conf}: file not found")
+    loadgen_scenario = SCENARIOS[scenario].loadgen_scenario
     settings = lg.TestSettings()
-    rc = settings.FromConfig(str(user_conf), model_name, loadgen_scenario(scenario))
+    rc = settings.FromConfig(str(user_conf), model_name, loadgen_scenario)
     if rc == -22:
         raise SettingsError(f"--user-conf {user_conf}: a value is not a number (LoadGen rejected the file)")
     if rc != 0:
         raise SettingsError(f"--user-conf {user_conf}: LoadGen could not read it (code {rc})")
-    settings.scenario = getattr(lg.TestScenario, loadgen_scenario(scenario))
+    settings.scenario = getattr(lg.TestScenario, loadgen_scenario)
     settings.mode = getattr(lg.TestMode, mode)
     return settings
 
@@ -57,16 +55,18 @@ def effective_settings(settings) -> dict:
     return values
 
 
-def smoke_user_conf(model_name: str, samples: int) -> str:
-    """A short profile for the embedded default: valid by LoadGen's rules, never a submission run."""
+def short_run_user_conf(model_name: str, samples: int, qps: float = 4, offline_qps: float = 10,
+                        offline_queries: int | None = None, server_min_duration_ms: int = 3000) -> str:
+    """A short profile, valid by LoadGen's rules but never a submission run. The defaults are the
+    embedded default's smoke profile; benchmarks pass their own rates and counts."""
     return "\n".join([
         "# smoke profile written by the harness: NOT valid for a submission",
         f"{model_name}.*.performance_sample_count_override = {samples}",
-        f"{model_name}.Offline.target_qps = 10",
+        f"{model_name}.Offline.target_qps = {offline_qps}",
         f"{model_name}.Offline.min_duration = 0",
-        f"{model_name}.Offline.min_query_count = {2 * samples}",
-        f"{model_name}.Server.target_qps = 4",
-        f"{model_name}.Server.min_duration = 3000",
+        f"{model_name}.Offline.min_query_count = {2 * samples if offline_queries is None else offline_queries}",
+        f"{model_name}.Server.target_qps = {qps}",
+        f"{model_name}.Server.min_duration = {server_min_duration_ms}",
         f"{model_name}.Server.min_query_count = {samples}",
         f"{model_name}.SingleStream.target_latency = 1000",
         f"{model_name}.SingleStream.min_duration = 1000",

@@ -1,6 +1,6 @@
 """Synthetic benchmark data in the cnn_eval.json format, with CNN-DailyMail-like prompt lengths.
 
-python -m harness.synthetic --samples 3000 --out synthetic.json [--seed 0]
+python -m harness synthetic --samples 3000 --out synthetic.json [--seed 0]
 
 Lengths ~ N(1000, 400) clipped to 128..1900 tokens; ids are random non-special Llama-3 ids after
 a BOS, deterministic by seed. For throughput work only: the texts are placeholders, so no
@@ -30,7 +30,7 @@ def synthetic_records(samples: int, seed: int = 0, mean: float = 1000, spread: f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.synthetic", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness synthetic", description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True)

@@ -10,16 +10,19 @@ import pathlib
 import re
 import sys
 
-from harness.submission.accuracy.targets import judge
-from harness.submission.rules import (DATASET_SIZE, LATENCY_LIMITS_NS, MAX_ACCURACY_LOG_BYTES, MEASUREMENT_FIELDS,
-                                      MIN_DURATION_MS, ROUND_SEEDS, SCENARIOS, SYSTEM_STATUS, SYSTEM_TYPES,
-                                      TEST06_BENCHMARKS, TEST06_PASS_LINES, empty_system_fields,
-                                      required_system_fields)
+from harness.benchmarks.definitions import FOLDERS, AccuracyTarget, Benchmark, by_folder
+from harness.benchmarks.scenarios import SCENARIOS
 from harness.run.verdict import read_detail_log
+from harness.submission.rules import (MAX_ACCURACY_LOG_BYTES, MEASUREMENT_FIELDS, MIN_DURATION_MS, ROUND_SEEDS,
+                                      SYSTEM_STATUS, SYSTEM_TYPES, TEST06_PASS_LINES, empty_system_fields,
+                                      required_system_fields)
 
-_ACC = {key: re.compile(rf".*'{key}':\s+'?([\d.]+)'?.*") for key in ("rouge1", "rouge2", "rougeL", "rougeLsum")}
-_ACC["gen_len"] = re.compile(r".*'gen_len':\s([\d.]+).*")
-_ACC["gen_num"] = re.compile(r".*'gen_num':\s([\d.]+).*")
+
+def _value_pattern(target: AccuracyTarget) -> re.Pattern:
+    """The checker's regex for one metric of accuracy.txt: integers bare, scores maybe quoted."""
+    if target.integer:
+        return re.compile(rf".*'{target.metric}':\s([\d.]+).*")
+    return re.compile(rf".*'{target.metric}':\s+'?([\d.]+)'?.*")
 
 
 class Checker:
@@ -75,26 +78,26 @@ class Checker:
             self.problem(path, "is_network is true in the closed division")
 
     def check_benchmark(self, division: str, bench: pathlib.Path) -> None:
-        rules = SCENARIOS.get(bench.name)
-        if rules is None:
-            return self.problem(bench, f"unknown benchmark folder (expected one of {', '.join(SCENARIOS)})")
+        benchmark = by_folder(bench.name)
+        if benchmark is None:
+            return self.problem(bench, f"unknown benchmark folder (expected one of {', '.join(FOLDERS)})")
         present = {p.name for p in bench.iterdir() if p.is_dir()}
-        for scenario in rules["required"]:
+        for scenario in benchmark.required_scenarios:
             if scenario not in present:
                 self.problem(bench, f"required scenario {scenario} is missing")
-        if rules["one_of"] and not present & set(rules["one_of"]):
-            self.problem(bench, f"one of {' or '.join(rules['one_of'])} is required")
-        for scenario in sorted(present - set(rules["required"]) - set(rules["one_of"])):
+        if benchmark.one_of_scenarios and not present & set(benchmark.one_of_scenarios):
+            self.problem(bench, f"one of {' or '.join(benchmark.one_of_scenarios)} is required")
+        for scenario in sorted(present - set(benchmark.allowed_scenarios)):
             self.problem(bench / scenario, "unexpected scenario folder (fails the whole benchmark)")
-        for scenario in sorted(present & (set(rules["required"]) | set(rules["one_of"]))):
+        for scenario in sorted(present & set(benchmark.allowed_scenarios)):
             where = bench / scenario
-            self.check_performance(bench.name, where)
-            self.check_accuracy(bench.name, where)
-            if division != "open" and bench.name in TEST06_BENCHMARKS:
+            self.check_performance(benchmark, where)
+            self.check_accuracy(benchmark, where)
+            if division != "open" and benchmark.test06:
                 self.check_test06(where)
             self.check_measurements(where)
 
-    def check_performance(self, bench: str, where: pathlib.Path) -> None:
+    def check_performance(self, benchmark: Benchmark, where: pathlib.Path) -> None:
         run = where / "performance" / "run_1"
         if not self._files(run, ("mlperf_log_summary.txt", "mlperf_log_detail.txt")):
             return
@@ -108,21 +111,22 @@ class Checker:
         if duration is None or duration < MIN_DURATION_MS:
             self.problem(run, f"min_duration is {duration} ms; a submission needs >= {MIN_DURATION_MS} ms")
         samples = r.get("effective_performance_sample_count")
-        if samples is None or samples < DATASET_SIZE[bench]:
-            self.problem(run, f"performance_sample_count is {samples}; needs >= {DATASET_SIZE[bench]}")
-        if where.name == "Offline" and (r.get("effective_samples_per_query") or 0) < DATASET_SIZE[bench]:
-            self.problem(run, f"Offline samples_per_query is {r.get('effective_samples_per_query')}; "
-                              f"needs >= {DATASET_SIZE[bench]}")
+        size = benchmark.dataset_size
+        if samples is None or samples < size:
+            self.problem(run, f"performance_sample_count is {samples}; needs >= {size}")
+        if SCENARIOS[where.name].one_query and (r.get("effective_samples_per_query") or 0) < size:
+            self.problem(run, f"{where.name} samples_per_query is {r.get('effective_samples_per_query')}; needs >= {size}")
         for key, seed in ROUND_SEEDS.items():
             if r.get(key) != seed:
                 self.problem(run, f"{key} is {r.get(key)}, not the v6.1 value {seed} (LoadGen from another round?)")
         if r.get("requested_use_token_latencies") is not True:
             self.problem(run, "use_token_latencies is off: mlperf.conf did not load (FromConfig missing or a "
                               "wrong model name)")
-        if where.name in ("Server", "SingleStream", "Interactive") and r.get("early_stopping_met") is not True:
+        if SCENARIOS[where.name].server_like and r.get("early_stopping_met") is not True:
             self.problem(run, "early stopping not met")
-        if where.name in LATENCY_LIMITS_NS:
-            ttft_limit, tpot_limit = LATENCY_LIMITS_NS[where.name]
+        limit = benchmark.latency_limits.get(where.name)
+        if limit:
+            ttft_limit, tpot_limit = limit.ttft_p99_ns, limit.tpot_p99_ns
             ttft = r.get("result_first_token_99.00_percentile_latency_ns")
             tpot = r.get("result_time_per_output_token_99.00_percentile_ns")
             if ttft is None or ttft >= ttft_limit:
@@ -134,7 +138,7 @@ class Checker:
                 self.problem(run, f"run used a TTFT limit of {requested} ns, not {where.name}'s {ttft_limit:.0f} ns "
                                   f"(wrong --model-name for this scenario)")
 
-    def check_accuracy(self, bench: str, where: pathlib.Path) -> None:
+    def check_accuracy(self, benchmark: Benchmark, where: pathlib.Path) -> None:
         acc = where / "accuracy"
         names = ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "mlperf_log_accuracy.json", "accuracy.txt")
         if not self._files(acc, names):
@@ -143,8 +147,8 @@ class Checker:
         if verdict.num_errors:
             self.problem(acc, f"{verdict.num_errors} LoadGen error(s) in the accuracy run: {'; '.join(verdict.errors[:3])}")
         total = verdict.results.get("qsl_reported_total_count")
-        if total != DATASET_SIZE[bench]:
-            self.problem(acc, f"the accuracy run covered {total} samples; needs all {DATASET_SIZE[bench]}")
+        if total != benchmark.dataset_size:
+            self.problem(acc, f"the accuracy run covered {total} samples; needs all {benchmark.dataset_size}")
         if (acc / "mlperf_log_accuracy.json").stat().st_size > MAX_ACCURACY_LOG_BYTES:
             self.problem(acc / "mlperf_log_accuracy.json", "is not truncated (over 10 KiB)")
         text = (acc / "accuracy.txt").read_text(errors="replace").splitlines()
@@ -152,14 +156,14 @@ class Checker:
             self.problem(acc / "accuracy.txt", "has no hash= line")
         values = {}
         for line in text:
-            for key, pattern in _ACC.items():
-                match = pattern.match(line)
+            for target in benchmark.accuracy_targets:
+                match = _value_pattern(target).match(line)
                 if match:
-                    values[key] = match.group(1)
-        missing = [key for key in _ACC if key not in values]
+                    values[target.metric] = match.group(1)
+        missing = [t.metric for t in benchmark.accuracy_targets if t.metric not in values]
         if missing:
             return self.problem(acc / "accuracy.txt", f"no value for {', '.join(missing)}")
-        for metric, value, required, passed in judge(values, bench):
+        for metric, value, required, passed in benchmark.judge(values):
             if not passed:
                 self.problem(acc / "accuracy.txt", f"{metric} {value} does not meet {required}")
 
@@ -168,9 +172,9 @@ class Checker:
         if not self._files(test, ("verify_accuracy.txt",)):
             return
         text = (test / "verify_accuracy.txt").read_text(errors="replace")
+        skipped = not SCENARIOS[where.name].needs_first_token and "First token check pass: Skipped" in text
         for line in TEST06_PASS_LINES:
-            if line not in text and not (line.startswith("First token") and where.name == "Offline"
-                                         and "First token check pass: Skipped" in text):
+            if line not in text and not (line.startswith("First token") and skipped):
                 self.problem(test / "verify_accuracy.txt", f"lacks {line!r}")
         if not (test / "accuracy" / "mlperf_log_accuracy.json").is_file():
             self.problem(test, "accuracy/mlperf_log_accuracy.json is missing: nothing backs the pass lines")

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-LLAMA3_EOS_IDS = (128001, 128008, 128009)
+from harness.benchmarks.definitions import LLAMA3_EOS_IDS
+from harness.benchmarks.scenarios import SCENARIOS
 
 
 @dataclass
@@ -41,7 +42,7 @@ def verify_test06(accuracy_log: pathlib.Path, scenario: str, eos_ids=LLAMA3_EOS_
                   dtype: str = "int32") -> Test06Result:
     entries = json.loads(accuracy_log.read_text())
     eos_set = set(int(e) for e in eos_ids)
-    check_first = scenario != "Offline"
+    check_first = SCENARIOS[scenario].needs_first_token
     result = Test06Result(first_token=True if check_first else None, eos=True, length=True, samples=len(entries))
     if not entries:
         result.eos = result.length = False

@@ -16,8 +16,9 @@ import platform
 import shutil
 import sys
 
+from harness.benchmarks.definitions import submission_folder
 from harness.submission.rules import (DIVISIONS, MEASUREMENT_FIELDS, SYSTEM_STATUS, SYSTEM_TYPES, VIEWABLE_BYTES,
-                                      benchmark_dir, empty_system_fields, required_system_fields)
+                                      empty_system_fields, required_system_fields)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 SOURCE_ITEMS = ("harness", "sut", "scripts", "audit", "setup.py", "README.md", "user.conf", "mlperf.conf")
@@ -44,7 +45,7 @@ def classify(runs: list[pathlib.Path]) -> dict[tuple[str, str], dict[str, tuple[
         if m.get("status") != "done":
             raise PackageError(f"--runs {run}: status is {m.get('status')!r}, not a finished run")
         kind = "TEST06" if m.get("audit") == "TEST06" else ("accuracy" if m["mode"] == "AccuracyOnly" else "performance")
-        key = (benchmark_dir(m["model_name"]), m["scenario"])
+        key = (submission_folder(m["model_name"]), m["scenario"])
         if kind in groups.setdefault(key, {}):
             raise PackageError(f"--runs: two {kind} runs for {key[0]}/{key[1]}: {groups[key][kind][0]} and {run}")
         groups[key][kind] = (run, m)

@@ -1,4 +1,5 @@
-"""What MLCommons' submission checker (v6.1) requires of a llama3.1-8b tree; shared by package and check."""
+"""What MLCommons' submission checker (v6.1) requires of any tree (systems, measurements, logs, seeds);
+shared by package and check. Per-benchmark rules live in harness.benchmarks."""
 from __future__ import annotations
 
 SYSTEM_REQUIRED_FIELDS = [
@@ -30,13 +31,6 @@ DIVISIONS = ("closed", "open", "network")
 MEASUREMENT_FIELDS = ["input_data_types", "retraining", "starting_weights_filename", "weight_data_types",
                       "weight_transformations"]
 
-# benchmark directory -> required scenarios, and groups of which one is required
-SCENARIOS = {
-    "llama3.1-8b": {"required": ["Offline"], "one_of": ["Server", "Interactive"]},
-    "llama3.1-8b-edge": {"required": ["SingleStream", "Offline"], "one_of": []},
-}
-DATASET_SIZE = {"llama3.1-8b": 13368, "llama3.1-8b-edge": 5000}
-LATENCY_LIMITS_NS = {"Server": (2000e6, 100e6), "Interactive": (500e6, 30e6)}  # (TTFT p99, TPOT p99)
 MIN_DURATION_MS = 600000
 ROUND_SEEDS = {"effective_qsl_rng_seed": 2085463073848966840, "effective_sample_index_rng_seed": 2747215439041700203,
                "effective_schedule_rng_seed": 16159082839903944936}  # v6.1, built into mlcommons-loadgen >= 6.0.16
@@ -44,11 +38,6 @@ MAX_ACCURACY_LOG_BYTES = 10 * 1024
 VIEWABLE_BYTES = 4096
 TEST06_PASS_LINES = ("First token check pass: True", "EOS check pass: True", "Sample length check pass: True",
                      "TEST06 verification complete")
-TEST06_BENCHMARKS = ("llama3.1-8b",)
-
-
-def benchmark_dir(model_name: str) -> str:
-    return "llama3.1-8b-edge" if model_name.endswith("-edge") else "llama3.1-8b"
 
 
 def required_system_fields(division: str) -> list[str]:

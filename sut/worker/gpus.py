@@ -9,24 +9,32 @@ healthy, prints `--workers host:port,...`, and keeps them running until Ctrl-C o
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import signal
 import socket
 import sys
 import time
 
-
-from harness.run.local_workers import LocalWorker, LocalWorkerError
+from sut.worker.launch import LaunchError, WorkerProcess, WorkerSpec
 
 
 def gpu_groups(gpus: list[str], tp: int) -> list[list[str]]:
     if tp < 1 or len(gpus) % tp:
-        raise SystemExit(f"--tp {tp}: must divide the {len(gpus)} GPUs of --gpus")
+        raise LaunchError(f"--tp {tp}: must divide the {len(gpus)} GPUs of --gpus")
     return [gpus[i:i + tp] for i in range(0, len(gpus), tp)]
 
 
-def main() -> int:
+def worker_specs(args, extra: list[str]) -> list[WorkerSpec]:
+    specs = []
+    for i, group in enumerate(gpu_groups([g for g in args.gpus.split(",") if g], args.tp)):
+        tp_flags = ["--tensor-parallel-size", str(args.tp)] if args.engine == "vllm" and args.tp > 1 else []
+        specs.append(WorkerSpec(args.engine, args.model, host=args.host, port=args.base_port + i,
+                                worker_id=f"{args.advertise}:gpu{','.join(group)}",
+                                engine_args=tuple(tp_flags + extra), env={"CUDA_VISIBLE_DEVICES": ",".join(group)}))
+    return specs
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", default="vllm")
     parser.add_argument("--model", required=True)
@@ -38,28 +46,25 @@ def main() -> int:
     parser.add_argument("--log-dir", default="worker-logs")
     parser.add_argument("--ready-timeout", type=float, default=900)
     parser.add_argument("worker_args", nargs=argparse.REMAINDER)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     extra = args.worker_args[1:] if args.worker_args[:1] == ["--"] else args.worker_args
     if args.gpus is None:
         import torch
         args.gpus = ",".join(str(i) for i in range(torch.cuda.device_count()))
-    groups = gpu_groups([g for g in args.gpus.split(",") if g], args.tp)
+    try:
+        specs = worker_specs(args, extra)
+    except LaunchError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     log_dir = pathlib.Path(args.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
-    workers = []
-    for i, group in enumerate(groups):
-        port = args.base_port + i
-        command = [sys.executable, "-m", "sut.worker", "--engine", args.engine, "--model", args.model,
-                   "--host", args.host, "--port", str(port), "--worker-id", f"{args.advertise}:gpu{','.join(group)}"]
-        if args.engine == "vllm" and args.tp > 1:
-            command += ["--tensor-parallel-size", str(args.tp)]
-        env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(group))
-        workers.append(LocalWorker(command + extra, log_dir / f"worker-gpu{'-'.join(group)}.log", env))
+    workers = [WorkerProcess(spec, log_dir / f"worker-gpu{spec.env['CUDA_VISIBLE_DEVICES'].replace(',', '-')}.log")
+               for spec in specs]
     deadline = time.monotonic() + args.ready_timeout
     try:
         for worker in workers:
             worker.wait_ready(deadline)
-    except LocalWorkerError as exc:
+    except LaunchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         for worker in workers:
             worker.stop()
@@ -69,14 +74,10 @@ def main() -> int:
     stop = [False]
     signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__(0, True))
     try:
-        while not stop[0] and all(w.process.poll() is None for w in workers):
+        while not stop[0] and all(w.running for w in workers):
             time.sleep(1)
     except KeyboardInterrupt:
         pass
     for worker in workers:
         worker.stop()
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

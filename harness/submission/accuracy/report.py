@@ -1,4 +1,4 @@
-"""python -m harness.accuracy --log RUN/mlperf_log_accuracy.json --dataset cnn_eval.json --tokenizer DIR
+"""python -m harness accuracy --log RUN/mlperf_log_accuracy.json --dataset cnn_eval.json --tokenizer DIR
 
 Writes accuracy.txt (the form the MLCommons checker parses) and accuracy.json (with PASS/FAIL per
 metric) next to the log, prints both, and exits 0 only when every metric passes.
@@ -11,12 +11,15 @@ import pathlib
 import sys
 import time
 
-from harness.submission.accuracy.scoring import AccuracyLogError, accuracy_text, evaluate
-from harness.submission.accuracy.targets import REFERENCE, judge
+from harness.benchmarks.definitions import FOLDERS, Benchmark, by_folder
 from harness.run.dataset import DatasetError, load_dataset
+from harness.submission.accuracy import scoring
+
+# a benchmark's accuracy_metric -> evaluate(log, references, tokenizer, dtype) -> results dict
+METRICS = {"rouge": scoring.evaluate}
 
 
-def score_run(log: pathlib.Path, dataset_path: pathlib.Path, tokenizer_dir: str, benchmark: str,
+def score_run(log: pathlib.Path, dataset_path: pathlib.Path, tokenizer_dir: str, benchmark: Benchmark,
               dtype: str = "int32", out_dir: pathlib.Path | None = None) -> tuple[dict, list]:
     from transformers import AutoTokenizer
 
@@ -24,42 +27,39 @@ def score_run(log: pathlib.Path, dataset_path: pathlib.Path, tokenizer_dir: str,
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     except (OSError, ValueError) as exc:
-        raise AccuracyLogError(f"--tokenizer {tokenizer_dir}: cannot load a tokenizer ({exc})") from None
+        raise scoring.AccuracyLogError(f"--tokenizer {tokenizer_dir}: cannot load a tokenizer ({exc})") from None
     started = time.monotonic()
-    results = evaluate(log, dataset.outputs, tokenizer, dtype)
-    rows = judge(results, benchmark)
+    results = METRICS[benchmark.accuracy_metric](log, dataset.outputs, tokenizer, dtype)
+    rows = benchmark.judge(results)
     out_dir = out_dir or log.parent
-    (out_dir / "accuracy.txt").write_text(accuracy_text(results))
+    (out_dir / "accuracy.txt").write_text(scoring.accuracy_text(results))
     (out_dir / "accuracy.json").write_text(json.dumps(
-        {"benchmark": benchmark, "results": results, "seconds": round(time.monotonic() - started, 2),
+        {"benchmark": benchmark.folder, "results": results, "seconds": round(time.monotonic() - started, 2),
          "checks": [{"metric": m, "value": v, "required": r, "pass": p} for m, v, r, p in rows]}, indent=2))
     return results, rows
 
 
-def print_report(results: dict, rows: list, benchmark: str) -> None:
-    print(accuracy_text(results))
-    print(f"against the {benchmark} targets:")
+def print_report(results: dict, rows: list, benchmark: Benchmark) -> None:
+    print(scoring.accuracy_text(results))
+    print(f"against the {benchmark.folder} targets:")
     for metric, value, required, passed in rows:
         print(f"  {metric:10s} {value!s:>12}  {required:40s} {'PASS' if passed else 'FAIL'}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.accuracy", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m harness accuracy", description=__doc__.splitlines()[0])
     p.add_argument("--log", required=True, help="mlperf_log_accuracy.json of an AccuracyOnly run")
     p.add_argument("--dataset", required=True, help="the cnn_eval.json-format file the run used")
     p.add_argument("--tokenizer", required=True, help="tokenizer directory (the model's)")
-    p.add_argument("--benchmark", choices=sorted(REFERENCE), default="llama3.1-8b")
+    p.add_argument("--benchmark", choices=sorted(FOLDERS), default="llama3.1-8b")
     p.add_argument("--dtype", choices=("int32", "int64"), default="int32")
     args = p.parse_args(argv)
+    benchmark = by_folder(args.benchmark)
     try:
         results, rows = score_run(pathlib.Path(args.log), pathlib.Path(args.dataset), args.tokenizer,
-                                  args.benchmark, args.dtype)
-    except (AccuracyLogError, DatasetError) as exc:
+                                  benchmark, args.dtype)
+    except (scoring.AccuracyLogError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print_report(results, rows, args.benchmark)
+    print_report(results, rows, benchmark)
     return 0 if all(passed for *_, passed in rows) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,8 @@ import pathlib
 import numpy as np
 
 from harness.submission.accuracy.sentences import sent_tokenize
-from harness.submission.accuracy.targets import ROUGE_KEYS
+
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
 class AccuracyLogError(ValueError):
