@@ -4,7 +4,7 @@ python scripts/bench_accuracy.py [--samples 13368]
 
 Builds a cnn_eval.json-format dataset and an int32 accuracy log from the embedded tiny model's
 tokenizer (predictions of about 128 tokens of news text), then runs the same scoring as
-`python -m harness.accuracy` and prints the wall time.
+`python -m harness accuracy` and prints the wall time.
 """
 from __future__ import annotations
 
@@ -12,21 +12,19 @@ import argparse
 import json
 import pathlib
 import random
-import sys
 import tempfile
 import time
 
-
 import numpy as np
 
-from harness.submission.accuracy.scoring import evaluate
 from harness.run.tiny_model import DATA_DIR, tiny_model_dir
+from harness.submission.accuracy.scoring import evaluate
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=13368)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir()))
     articles = json.loads((DATA_DIR / "articles.json").read_text())
@@ -46,7 +44,3 @@ def main() -> int:
     print(results)
     print(f"scored {args.samples} samples in {elapsed:.1f} s (goal < 60 s)")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

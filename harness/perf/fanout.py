@@ -1,6 +1,6 @@
 """Fan-out benchmarks on SIMULATED workers (sim engine): ratios measured in one run, never GPU numbers.
 
-python scripts/bench_fanout.py [--parts a,b,c] [--results FILE]
+python scripts/bench_fanout.py [--parts a,b,c] [--samples 1500] [--results FILE]
 
 a  two workers at speeds 1 : 2.7, Offline: makespan against the ideal (total work / sum of the
    workers' solo rates), beside static halves (each worker given half the samples)
@@ -14,17 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-from harness.run.local_workers import LocalWorker
+from harness.perf.harness_run import run_harness
 from harness.run.synthetic import synthetic_records
-from harness.run.verdict import read_detail_log
+from sut.worker.launch import WorkerProcess, WorkerSpec
 
 SIM = ["--step-ms", "10", "--step-ms-per-seq", "0.05", "--max-seqs", "64", "--prefill-tps", "100000"]
 
@@ -32,14 +28,14 @@ SIM = ["--step-ms", "10", "--step-ms-per-seq", "0.05", "--max-seqs", "64", "--pr
 class Bench:
     def __init__(self, workdir: pathlib.Path):
         self.workdir = workdir
-        self.workers: list[LocalWorker] = []
+        self.workers: list[WorkerProcess] = []
         self.datasets: dict[tuple, pathlib.Path] = {}
 
     def start(self, flags_per_worker: list[list[str]]) -> list[str]:
         started = []
         for flags in flags_per_worker:
-            command = [sys.executable, "-m", "sut.worker", "--engine", "sim", "--model", "sim", "--port", "0", *flags]
-            started.append(LocalWorker(command, self.workdir / f"worker-{len(self.workers) + len(started)}.log"))
+            log = self.workdir / f"worker-{len(self.workers) + len(started)}.log"
+            started.append(WorkerProcess(WorkerSpec("sim", "sim", engine_args=tuple(flags)), log))
         deadline = time.monotonic() + 60
         self.workers += started
         return [w.wait_ready(deadline) for w in started]
@@ -47,6 +43,7 @@ class Bench:
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
+        self.workers = []
 
     def dataset(self, samples: int, seed: int = 0) -> pathlib.Path:
         key = (samples, seed)
@@ -58,20 +55,7 @@ class Bench:
 
     def run(self, addresses: list[str], samples: int, scenario: str = "Offline", qps: float = 1.0,
             seed: int = 0, extra=()) -> dict:
-        conf = self.workdir / f"user-{time.time_ns()}.conf"
-        conf.write_text(f"llama3_1-8b.*.performance_sample_count_override = {samples}\n"
-                        f"llama3_1-8b.Offline.min_duration = 0\nllama3_1-8b.Offline.min_query_count = {samples}\n"
-                        f"llama3_1-8b.Offline.target_qps = 1\nllama3_1-8b.Server.min_duration = 0\n"
-                        f"llama3_1-8b.Server.min_query_count = {samples}\nllama3_1-8b.Server.target_qps = {qps}\n")
-        out = self.workdir / f"runs-{time.time_ns()}"
-        proc = subprocess.run([sys.executable, "-m", "harness", "--quiet", "--scenario", scenario, "--workers",
-                               ",".join(addresses), "--dataset", str(self.dataset(samples, seed)), "--user-conf",
-                               str(conf), "--output", str(out), "--allow-invalid", "--force-output-tokens", *extra],
-                              capture_output=True, text=True, cwd=self.workdir)
-        if proc.returncode != 0:
-            raise RuntimeError(f"harness failed ({proc.returncode}): {proc.stderr[-1500:]}")
-        run_dir = next(out.iterdir())
-        r = read_detail_log(run_dir / "mlperf_log_detail.txt").results
+        run_dir, r = run_harness(addresses, self.dataset(samples, seed), samples, scenario, self.workdir, qps, extra)
         sps = r.get("result_samples_per_second") or r.get("result_completed_samples_per_sec")
         return {"samples": samples, "samples_per_s": sps, "makespan_s": samples / sps if sps else None,
                 "ttft_p50_ms": r.get("result_first_token_50.00_percentile_latency_ns", 0) / 1e6,
@@ -122,12 +106,12 @@ def part_c(bench: Bench) -> dict:
             "added_latency_p99_ms": server["ttft_p99_ms"]}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--parts", default="a,b,c")
     p.add_argument("--samples", type=int, default=1500, help="part a (part b uses 3x)")
     p.add_argument("--results", default=None)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     parts = set(args.parts.split(","))
     bench = Bench(pathlib.Path(tempfile.mkdtemp(prefix="bench-fanout-")))
     results = {"note": "SIMULATED engines (sim): coordinator and dispatch behaviour only, not GPU results"}
@@ -139,14 +123,12 @@ def main() -> int:
                   f"stolen {a['stolen']}, hedged {a['hedged']})   static halves {a['static_halves_makespan_s']:.1f} s "
                   f"(efficiency {a['static_efficiency']:.3f})", flush=True)
             bench.stop()
-            bench.workers = []
         if "b" in parts:
             results["b"] = b = part_b(bench, 3 * args.samples)
             print(f"b  16 workers       Offline efficiency {b['offline_efficiency']:.3f}   Server at "
                   f"{b['server_target_qps']:.0f} qps: completed {b['server_completed_per_s']:.1f}/s, TTFT p99 "
                   f"{b['server_ttft_p99_ms']:.1f} ms, TPOT p99 {b['server_tpot_p99_ms']:.2f} ms", flush=True)
             bench.stop()
-            bench.workers = []
         if "c" in parts:
             results["c"] = c = part_c(bench)
             print(f"c  instant engines  Offline {c['offline_samples_per_s']:,.0f} samples/s (goal >= 5000)   Server "
@@ -158,7 +140,3 @@ def main() -> int:
     if args.results:
         pathlib.Path(args.results).write_text(json.dumps(results, indent=2))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -15,18 +15,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import pathlib
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-from harness.run.local_workers import LocalWorker
+from harness.perf.harness_run import run_harness as harness_run
 from harness.run.synthetic import synthetic_records
-from harness.run.verdict import read_detail_log
+from sut.worker.launch import WorkerProcess, WorkerSpec
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 OUT_TOKENS = 128
 
@@ -126,8 +125,9 @@ def child_direct_server(args, prompts) -> dict:
     return asyncio.run(main())
 
 
-def run_child(part: str, args, log, extra=()) -> dict:
-    command = [sys.executable, __file__, "--child", part, *sys.argv[1:], *extra]
+def run_child(part: str, argv: list[str], log, extra=()) -> dict:
+    """One engine per process: the part runs in `python -m harness.perf.vllm_compare --child PART`."""
+    command = [sys.executable, "-m", "harness.perf.vllm_compare", "--child", part, *argv, *extra]
     proc = subprocess.run(command, capture_output=True, text=True)
     log.write(proc.stdout + proc.stderr)
     for line in reversed(proc.stdout.splitlines()):
@@ -138,13 +138,12 @@ def run_child(part: str, args, log, extra=()) -> dict:
 
 # --- the harness side ------------------------------------------------------------------------------
 
-def start_workers(args, gpus: list[int], workdir: pathlib.Path) -> list[LocalWorker]:
+def start_workers(args, gpus: list[int], workdir: pathlib.Path) -> list[WorkerProcess]:
     workers = []
     for gpu in gpus:
-        command = [sys.executable, "-m", "sut.worker", "--engine", "vllm", "--model", args.model, "--port", "0",
-                   *worker_flags(args)]
-        env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu))
-        workers.append(LocalWorker(command, workdir / f"worker-gpu{gpu}.log", env))
+        spec = WorkerSpec("vllm", args.model, engine_args=tuple(worker_flags(args)),
+                          env={"CUDA_VISIBLE_DEVICES": str(gpu)})
+        workers.append(WorkerProcess(spec, workdir / f"worker-gpu{gpu}.log"))
     deadline = time.monotonic() + 600
     for worker in workers:
         worker.wait_ready(deadline)
@@ -152,21 +151,7 @@ def start_workers(args, gpus: list[int], workdir: pathlib.Path) -> list[LocalWor
 
 
 def run_harness(addresses, dataset, samples, scenario, workdir, extra=(), qps=None) -> dict:
-    conf = workdir / f"user-{scenario}.conf"
-    conf.write_text("\n".join([f"llama3_1-8b.*.performance_sample_count_override = {samples}",
-                               "llama3_1-8b.Offline.min_duration = 0", f"llama3_1-8b.Offline.min_query_count = {samples}",
-                               "llama3_1-8b.Offline.target_qps = 1", "llama3_1-8b.Server.min_duration = 0",
-                               f"llama3_1-8b.Server.target_qps = {qps or 1}",
-                               f"llama3_1-8b.Server.min_query_count = {samples}", ""]))
-    out = workdir / f"runs-{scenario}-{len(addresses)}-{time.time_ns()}"
-    proc = subprocess.run([sys.executable, "-m", "harness", "--quiet", "--scenario", scenario, "--workers",
-                           ",".join(addresses), "--dataset", str(dataset), "--user-conf", str(conf), "--output",
-                           str(out), "--force-output-tokens", "--allow-invalid", *extra],
-                          capture_output=True, text=True, cwd=workdir)
-    if proc.returncode != 0:
-        raise RuntimeError(f"harness failed: {proc.stderr[-2000:]}")
-    run_dir = next(out.iterdir())
-    results = read_detail_log(run_dir / "mlperf_log_detail.txt").results
+    run_dir, results = harness_run(addresses, dataset, samples, scenario, workdir, qps or 1, extra)
     ns = 1e-6
     return {"tokens_per_s": results.get("result_tokens_per_second") or results.get("result_completed_tokens_per_second"),
             "ttft_p50_ms": ns * results.get("result_first_token_50.00_percentile_latency_ns", 0),
@@ -176,7 +161,8 @@ def run_harness(addresses, dataset, samples, scenario, workdir, extra=(), qps=No
             "run_dir": str(run_dir)}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(ROOT / "benchmarks/models/llama3.1-8b"))
     p.add_argument("--prompts", type=int, default=1000)
@@ -196,7 +182,7 @@ def main() -> int:
     p.add_argument("--results", default=None, help="write the results JSON here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--replay", default=None, help=argparse.SUPPRESS)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     prompts = [r["tok_input"] for r in synthetic_records(args.prompts, args.seed)]
     if args.child:
         result = {"a": child_direct_offline, "c": child_direct_server}[args.child](args, prompts)
@@ -213,12 +199,12 @@ def main() -> int:
     dataset.write_text(json.dumps(synthetic_records(args.prompts, args.seed)))
     log = open(workdir / "children.log", "w")
     if "a" in parts:
-        results["a_direct"] = run_child("a", args, log)
+        results["a_direct"] = run_child("a", argv, log)
         print("a", results["a_direct"], flush=True)
     if args.server_qps is None:
         direct = results.get("a_direct", {}).get("tokens_per_s")
         args.server_qps = round(0.85 * direct / OUT_TOKENS, 1) if direct else 20.0
-        sys.argv += ["--server-qps", str(args.server_qps)]
+        argv += ["--server-qps", str(args.server_qps)]
     results["server_qps"] = args.server_qps
     workers = start_workers(args, gpus if "d" in parts and len(gpus) > 1 else gpus[:1], workdir)
     try:
@@ -244,7 +230,7 @@ def main() -> int:
             worker.stop()
     if "c" in parts:  # the GPU is free again: AsyncLLM alone, replaying exactly LoadGen's arrivals
         schedule = pathlib.Path(results["c_harness"]["run_dir"]) / "issue_schedule.json"
-        results["c_direct"] = run_child("c", args, log, ["--replay", str(schedule)])
+        results["c_direct"] = run_child("c", argv, log, ["--replay", str(schedule)])
         print("c direct", results["c_direct"], flush=True)
     print_table(results)
     if args.results:
@@ -271,5 +257,5 @@ def print_table(r: dict) -> None:
         print(f"d  {r['gpus']} workers / 1 worker = {ratio:.3f} (goal >= {0.97 * r['gpus']:.2f})")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # run_child starts the engine parts this way
     raise SystemExit(main())

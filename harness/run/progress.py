@@ -5,7 +5,6 @@ On a terminal it is a rich live line; elsewhere (CI, logs) a plain line every fe
 from __future__ import annotations
 
 import threading
-import time
 from typing import Callable
 
 from rich.console import Console

@@ -24,7 +24,6 @@ class Verdict:
     num_errors: int = 0
     invalid_reasons: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
     results: dict = field(default_factory=dict)
 
     @property
@@ -47,8 +46,6 @@ def read_detail_log(path: pathlib.Path) -> Verdict:
         key, value, meta = record.get("key"), record.get("value"), record.get("metadata") or {}
         if meta.get("is_error"):
             verdict.errors.append(f"{key}: {value}")
-        elif meta.get("is_warning"):
-            verdict.warnings.append(f"{key}: {value}")
         if key == "result_validity":
             verdict.validity = str(value)
         elif key == "num_errors":

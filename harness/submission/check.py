@@ -8,7 +8,6 @@ import argparse
 import json
 import pathlib
 import re
-import sys
 
 from harness.benchmarks.definitions import FOLDERS, AccuracyTarget, Benchmark, by_folder
 from harness.benchmarks.scenarios import SCENARIOS
