@@ -1,4 +1,5 @@
-"""scripts/launch_workers.py: one worker per GPU group, each healthy, the --workers list printed."""
+"""Starting real workers: WorkerProcess, and scripts/launch_workers.py (one worker per GPU group,
+each healthy, the --workers list printed)."""
 from __future__ import annotations
 
 import os
@@ -6,11 +7,14 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import REPO
+from helpers import REPO
+from sut.worker.launch import LaunchError, WorkerProcess, WorkerSpec
 
 
 def _free_base_port(count: int) -> int:
@@ -53,3 +57,21 @@ def test_launcher_starts_one_healthy_worker_per_gpu_group(tmp_path):
         assert launcher.wait(timeout=30) == 0
     for port in (base, base + 1):
         assert _port_free(port)
+
+
+def test_worker_process_reports_its_address_and_stops(tmp_path):
+    worker = WorkerProcess(WorkerSpec("sim", "sim", worker_id="w0", engine_args=("--instant",)), tmp_path / "w.log")
+    try:
+        address = worker.wait_ready(time.monotonic() + 30)
+        assert address.startswith("127.0.0.1:") and worker.running
+    finally:
+        worker.stop()
+    assert not worker.running and "READY" in (tmp_path / "w.log").read_text()
+
+
+def test_worker_that_exits_is_a_launch_error_with_its_log(tmp_path):
+    worker = WorkerProcess(WorkerSpec("sim", "sim", engine_args=("--no-such-flag",)), tmp_path / "w.log")
+    with pytest.raises(LaunchError, match=r"worker \(sut.worker --engine sim --model .*\) exited with code 2; "
+                                          r"log .*w.log: .*unrecognized arguments: --no-such-flag"):
+        worker.wait_ready(time.monotonic() + 30)
+    worker.stop()

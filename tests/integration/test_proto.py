@@ -3,7 +3,7 @@ import pathlib
 
 from sut.proto.generate import generate
 
-PROTO_DIR = pathlib.Path(__file__).resolve().parent.parent / "sut" / "proto"
+PROTO_DIR = pathlib.Path(__file__).resolve().parents[2] / "sut" / "proto"
 
 
 def test_generated_code_matches_proto(tmp_path):

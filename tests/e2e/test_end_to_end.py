@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import manifest_of, only_run_dir, run_harness
+from helpers import manifest_of, only_run_dir, run_harness
 from sut.engines.base import SamplingParams
 from sut.engines.hf import HFEngine
 

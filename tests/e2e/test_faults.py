@@ -10,29 +10,9 @@ import time
 
 import pytest
 
-from conftest import REPO, manifest_of, only_run_dir
+from helpers import REPO, manifest_of, only_run_dir
 from harness.run.local_workers import LocalWorkers
 from sut.worker.launch import WorkerProcess, WorkerSpec
-
-SLOW_SIM = ["--step-ms", "20", "--max-seqs", "8", "--prefill-tps", "100000"]
-
-
-@pytest.fixture
-def sim_workers(tmp_path):
-    started = []
-
-    def start(count: int = 2) -> LocalWorkers:
-        workers = LocalWorkers(count, "sim", "sim-model", tmp_path, SLOW_SIM)
-        started.append(workers)
-        workers.wait_ready(30)
-        return workers
-    yield start
-    for workers in started:
-        for worker in workers.workers:
-            if worker.running:
-                worker.send_signal(signal.SIGCONT)
-        workers.stop()
-
 
 def start_harness(tmp_path, workers: list[str], dataset, conf, *extra) -> subprocess.Popen:
     command = [sys.executable, "-m", "harness", "--quiet", "--workers", ",".join(workers), "--dataset",
@@ -46,10 +26,6 @@ def finish(process: subprocess.Popen, timeout: float = 120) -> tuple[int, str, s
     return process.returncode, out, err
 
 
-def _signal(worker: WorkerProcess, sig: int) -> None:
-    worker.send_signal(sig)
-
-
 @pytest.mark.parametrize("scenario", ["Offline", "Server"])
 def test_kill_9_one_worker_mid_run_loses_nothing(scenario, sim_workers, tiny_dataset, smoke_conf, tmp_path):
     workers = sim_workers(2)
@@ -58,7 +34,7 @@ def test_kill_9_one_worker_mid_run_loses_nothing(scenario, sim_workers, tiny_dat
                             "--allow-invalid", "--scenario", scenario)
     time.sleep(2.5)
     assert harness.poll() is None, "the run ended before the kill"
-    _signal(workers.workers[0], signal.SIGKILL)
+    workers.workers[0].send_signal(signal.SIGKILL)
     code, out, err = finish(harness)
     assert code == 0, out + err
     manifest = manifest_of(only_run_dir(tmp_path / "runs"))
@@ -75,7 +51,7 @@ def test_dead_cluster_fails_fast_and_loudly(sim_workers, tiny_dataset, smoke_con
     harness = start_harness(tmp_path, addresses, tiny_dataset, smoke_conf(32), "--no-worker-timeout", "3")
     time.sleep(2.0)
     for worker in workers.workers:
-        _signal(worker, signal.SIGKILL)
+        worker.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
     code, out, err = finish(harness, timeout=60)
     assert code == 3, out + err
@@ -94,7 +70,7 @@ def test_stalled_worker_has_its_queries_reissued(sim_workers, tiny_dataset, smok
     harness = start_harness(tmp_path, [w.address for w in workers.workers], tiny_dataset, smoke_conf(32),
                             "--stall-timeout", "2")
     time.sleep(2.0)
-    _signal(workers.workers[0], signal.SIGSTOP)  # alive, connection open, no answers
+    workers.workers[0].send_signal(signal.SIGSTOP)  # alive, connection open, no answers
     code, out, err = finish(harness)
     assert code == 0, out + err
     manifest = manifest_of(only_run_dir(tmp_path / "runs"))
@@ -104,7 +80,7 @@ def test_stalled_worker_has_its_queries_reissued(sim_workers, tiny_dataset, smok
     assert manifest["num_errors"] == 0 and manifest["validity"] == "VALID"
 
 
-def test_worker_started_after_the_run_began_joins(sim_workers, tiny_dataset, smoke_conf, tmp_path):
+def test_worker_started_after_the_run_began_joins(sim_workers, slow_sim_args, tiny_dataset, smoke_conf, tmp_path):
     first = sim_workers(1)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -113,7 +89,7 @@ def test_worker_started_after_the_run_began_joins(sim_workers, tiny_dataset, smo
     harness = start_harness(tmp_path, [first.workers[0].address, late_address], tiny_dataset, smoke_conf(32),
                             "--connect-timeout", "1")
     time.sleep(2.0)
-    late = WorkerProcess(WorkerSpec("sim", "sim-model", port=late_port, engine_args=tuple(SLOW_SIM)),
+    late = WorkerProcess(WorkerSpec("sim", "sim-model", port=late_port, engine_args=slow_sim_args),
                          tmp_path / "late.log")
     try:
         code, out, err = finish(harness)

@@ -1,5 +1,4 @@
-"""Package and check: a tree meeting every rule passes; each rule has a failing case; the smoke
-pipeline (performance, accuracy, TEST06, package, check) is reported as not valid, with reasons."""
+"""Package and check without runs: a tree meeting every rule passes; each rule has a failing case."""
 from __future__ import annotations
 
 import json
@@ -7,10 +6,10 @@ import pathlib
 
 import pytest
 
-from conftest import manifest_of, only_run_dir, run_harness
 from harness.submission.check import Checker
 from harness.submission.package import PackageError, build_system, truncate_accuracy_log
-from harness.submission.rules import ROUND_SEEDS, SYSTEM_REQUIRED_FIELDS
+from harness.submission.rules import ROUND_SEEDS
+from helpers import RESULTS, system_json
 
 GOOD_ACCURACY = {"rouge1": "38.9", "rouge2": "16.0", "rougeL": "24.6", "rougeLsum": "35.9", "gen_len": 8000000,
                  "gen_num": 13368}
@@ -22,14 +21,6 @@ def _detail(path: pathlib.Path, **values) -> None:
              for k, v in values.items()]
     path.write_text("\n".join(lines + [":::MLLOG " + json.dumps({"key": "power_end", "value": "x", "metadata": {}})]))
     (path.parent / "mlperf_log_summary.txt").write_text("Result is : VALID\n")
-
-
-def system_json(**overrides) -> dict:
-    system = {f: "x" for f in SYSTEM_REQUIRED_FIELDS}
-    system.update(division="closed", submitter="Acme", status="available", system_type="datacenter",
-                  system_name="sys", number_of_nodes=1, accelerators_per_node=8)
-    system.update(overrides)
-    return system
 
 
 def good_tree(root: pathlib.Path) -> pathlib.Path:
@@ -70,7 +61,6 @@ def test_a_tree_meeting_every_rule_passes(tmp_path):
     assert Checker(good_tree(tmp_path)).run() == []
 
 
-RESULTS = "closed/Acme/results/sys/llama3.1-8b"
 
 
 def _edit_detail(path: pathlib.Path, **changes):
@@ -165,30 +155,3 @@ def test_package_lists_every_missing_system_field(tmp_path):
         build_system(user, "Acme", "closed", [])
     text = str(error.value)
     assert text.startswith(f"--system {user}: missing fields:") and "host_storage_type" in text and "cooling" in text
-
-
-def test_smoke_pipeline_is_packaged_and_reported_not_valid(hf_workers, tiny_model, tiny_dataset, smoke_conf, tmp_path):
-    common = ["--workers", ",".join(hf_workers), "--dataset", tiny_dataset, "--user-conf", smoke_conf(32),
-              "--output", tmp_path / "runs", "--tokenizer", tiny_model]
-    for extra in (["--scenario", "Offline"], ["--scenario", "Offline", "--mode", "AccuracyOnly"],
-                  ["--scenario", "Offline", "--audit", "TEST06"]):
-        result = run_harness(*common, *extra, cwd=tmp_path)
-        assert result.returncode == 0, result.stdout + result.stderr
-    runs = sorted((tmp_path / "runs").iterdir())
-    accuracy_run = [r for r in runs if manifest_of(r)["mode"] == "AccuracyOnly"][0]
-    assert (accuracy_run / "accuracy.txt").is_file() and manifest_of(accuracy_run)["accuracy_pass"] is False
-    test06 = [r for r in runs if manifest_of(r)["audit"] == "TEST06"][0]
-    assert "TEST06 verification complete" in (test06 / "TEST06" / "verify_accuracy.txt").read_text()
-    (tmp_path / "system.json").write_text(json.dumps(system_json(division="ignored", submitter="ignored")))
-    result = run_harness("package", "--runs", *runs, "--system", tmp_path / "system.json", "--org", "Acme",
-                         "--division", "closed", "--out", tmp_path / "sub", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    where = tmp_path / "sub" / RESULTS / "Offline"
-    assert (where / "accuracy" / "mlperf_log_accuracy.json").stat().st_size <= 10 * 1024
-    assert (where / "accuracy" / "accuracy.txt").read_text().rstrip().splitlines()[-1].startswith("hash=")
-    assert (tmp_path / "sub" / "closed" / "Acme" / "src" / "harness" / "run" / "runner.py").is_file()
-    check = run_harness("check", tmp_path / "sub", cwd=tmp_path)
-    assert check.returncode == 1
-    for reason in ("min_duration is 0 ms; a submission needs >= 600000 ms", "performance_sample_count is 32",
-                   "one of Server or Interactive is required", "the accuracy run covered 32 samples"):
-        assert reason in check.stdout, check.stdout
