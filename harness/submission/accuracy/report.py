@@ -11,7 +11,7 @@ import pathlib
 import sys
 import time
 
-from harness.benchmarks.definitions import FOLDERS, Benchmark, by_folder
+from harness.benchmarks.definitions import FOLDERS, LLAMA3_1_8B, Benchmark, by_folder
 from harness.run.dataset import DatasetError, load_dataset
 from harness.submission.accuracy import scoring
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log", required=True, help="mlperf_log_accuracy.json of an AccuracyOnly run")
     p.add_argument("--dataset", required=True, help="the cnn_eval.json-format file the run used")
     p.add_argument("--tokenizer", required=True, help="tokenizer directory (the model's)")
-    p.add_argument("--benchmark", choices=sorted(FOLDERS), default="llama3.1-8b")
+    p.add_argument("--benchmark", choices=sorted(FOLDERS), default=LLAMA3_1_8B.folder)
     p.add_argument("--dtype", choices=("int32", "int64"), default="int32")
     args = p.parse_args(argv)
     benchmark = by_folder(args.benchmark)
