@@ -10,7 +10,7 @@ setup(
     version="0.1.0",
     description="MLPerf Inference LoadGen harness for Llama-3.1-8B with gRPC fan-out to backend workers",
     packages=find_packages(include=["harness", "harness.*", "sut", "sut.*"]),
-    package_data={"harness": ["data/*.json"], "sut": ["proto/*.proto"]},
+    package_data={"harness.run": ["data/*.json"], "sut": ["proto/*.proto"]},
     python_requires=">=3.10",
     install_requires=[
         "mlcommons-loadgen==6.0.17",
@@ -19,13 +19,12 @@ setup(
         "grpcio-health-checking>=1.84.0,<2",
         "protobuf>=7.35.1,<8",
         "rich>=13,<16",
-        "pydantic>=2,<3",
     ],
     extras_require={
         "hf": HF,
         "cpu": [CPU_TORCH] + HF,
         "accuracy": ACCURACY,
         "test": TEST,
-        "all": [CPU_TORCH] + HF + ACCURACY + TEST + ["matplotlib==3.11.2"],
+        "all": [CPU_TORCH] + HF + ACCURACY + TEST,
     },
 )

@@ -1,12 +1,3 @@
-import sys
+from harness.cli import main
 
-if len(sys.argv) > 1 and sys.argv[1] in ("package", "check"):
-    command = sys.argv.pop(1)
-    if command == "package":
-        from harness.package import main
-    else:
-        from harness.check import main
-else:
-    from harness.run import main
-
-sys.exit(main())
+raise SystemExit(main())

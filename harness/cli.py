@@ -1,85 +1,38 @@
-"""Command-line flags of `python -m harness` (one LoadGen test per process)."""
+"""`python -m harness [COMMAND] ...`: one entry point; each command's module owns its flags.
+
+With no command, or a first argument that is a flag, the command is `run`, so
+`python -m harness --scenario Offline` runs one LoadGen test as it always has.
+"""
 from __future__ import annotations
 
-import argparse
+import importlib
+import sys
 
-from harness.settings import MODEL_NAMES, MODES, SCENARIOS
+# command -> (module with main(argv) -> exit code, one line of help)
+COMMANDS = {
+    "run": ("harness.run.runner", "one LoadGen test (the default command)"),
+    "package": ("harness.submission.package", "build the submission tree from run directories"),
+    "check": ("harness.submission.check", "apply the submission checker's rules to a tree"),
+    "accuracy": ("harness.submission.accuracy.report", "score an accuracy log against the benchmark's targets"),
+    "synthetic": ("harness.run.synthetic", "write a synthetic cnn_eval.json-format dataset"),
+}
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
+def usage() -> str:
+    lines = ["usage: python -m harness [COMMAND] [ARGS...]   (COMMAND defaults to run)", "", "commands:"]
+    lines += [f"  {name:10s} {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines + ["", "python -m harness COMMAND --help lists a command's flags"])
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m harness",
-        description="Run one MLPerf LoadGen test of Llama-3.1-8B against gRPC backend workers. With no "
-                    "--workers and no --dataset it runs a short smoke test on a built-in tiny model.")
-    run = p.add_argument_group("test")
-    run.add_argument("--scenario", choices=SCENARIOS, default="Offline")
-    run.add_argument("--mode", choices=MODES, default="PerformanceOnly")
-    run.add_argument("--model-name", choices=MODEL_NAMES, default=None,
-                     help="LoadGen model name (default: llama3_1-8b; -interactive for Interactive; "
-                          "-edge for SingleStream)")
-    run.add_argument("--user-conf", default=None,
-                     help="LoadGen user.conf (default ./user.conf; the smoke profile for the embedded default)")
-    run.add_argument("--dataset", default=None, help="cnn_eval.json-format file (default: built-in tiny set)")
-    run.add_argument("--total-sample-count", type=_positive_int, default=None,
-                     help="use only the first N records of the dataset")
-    run.add_argument("--output", default="runs", help="parent folder of the run directory (default ./runs)")
-    run.add_argument("--audit", choices=("TEST06",), default=None,
-                     help="compliance test: applies audit/TEST06/audit.config to this run only")
-    run.add_argument("--tokenizer", default=None,
-                     help="tokenizer directory for scoring AccuracyOnly runs (default: --model when local "
-                          "workers run)")
-    run.add_argument("--eos-ids", default="128001,128008,128009",
-                     type=lambda text: [int(t) for t in text.split(",") if t.strip()],
-                     help="TEST06: EOS token ids (default Llama-3's 128001,128008,128009)")
-    run.add_argument("--allow-invalid", action="store_true", help="exit 0 even when LoadGen says INVALID")
-    run.add_argument("--trace", action="store_true", help="write LoadGen's trace file (large)")
-    run.add_argument("--quiet", action="store_true", help="no live progress line")
-
-    workers = p.add_argument_group("workers")
-    workers.add_argument("--workers", default=None, help="HOST:PORT[,HOST:PORT...] of running workers")
-    workers.add_argument("--local-workers", type=_positive_int, default=2,
-                         help="without --workers: how many local workers to start (default 2)")
-    workers.add_argument("--local-engine", default="hf", help="without --workers: engine of local workers")
-    workers.add_argument("--model", default=None, help="without --workers: model directory for local workers "
-                                                        "(default: the built-in tiny model)")
-    workers.add_argument("--local-worker-args", default="", help="extra flags for local workers, one string")
-    workers.add_argument("--connect-timeout", type=float, default=600.0,
-                         help="seconds to wait for every worker to be ready (default 600); the run starts "
-                              "with those ready, late ones join")
-
-    sampling = p.add_argument_group("sampling (defaults: the MLPerf rules)")
-    sampling.add_argument("--max-new-tokens", type=_positive_int, default=128)
-    sampling.add_argument("--min-new-tokens", type=_positive_int, default=1)
-    sampling.add_argument("--temperature", type=float, default=0.0)
-    sampling.add_argument("--top-k", type=int, default=1)
-    sampling.add_argument("--top-p", type=float, default=1.0)
-    sampling.add_argument("--seed", type=int, default=42)
-    sampling.add_argument("--force-output-tokens", action="store_true",
-                          help="benchmark only: exactly --max-new-tokens per sample, EOS ignored "
-                               "(refused in AccuracyOnly; marked in the manifest)")
-
-    dispatch = p.add_argument_group("dispatch")
-    dispatch.add_argument("--policy", default="auto", choices=("auto", "pull", "least-work"),
-                          help="auto: pull for Offline, least-work otherwise")
-    dispatch.add_argument("--order", default="fifo", choices=("fifo", "longest-first"),
-                          help="pull policy: order of queries (default fifo)")
-    dispatch.add_argument("--credit-factor", type=float, default=2.0,
-                          help="pull policy: in-flight requests per worker as a multiple of its capacity "
-                               "(default 2)")
-    dispatch.add_argument("--stall-timeout", type=float, default=120.0,
-                          help="seconds without any event from a busy worker before its work is re-issued")
-    dispatch.add_argument("--request-timeout", type=float, default=600.0,
-                          help="seconds after which a request also goes to another worker; the first "
-                               "answer wins (default 600)")
-    dispatch.add_argument("--no-worker-timeout", type=float, default=30.0,
-                          help="seconds with no worker available before the run fails (default 30)")
-    dispatch.add_argument("--max-attempts", type=_positive_int, default=3,
-                          help="engine errors tolerated per sample before the run fails")
-    return p
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-"):
+        argv.insert(0, "run")
+    command, rest = argv[0], argv[1:]
+    if command == "help":
+        print(usage())
+        return 0
+    if command not in COMMANDS:
+        print(f"{usage()}\nerror: unknown command {command!r}", file=sys.stderr)
+        return 2
+    return importlib.import_module(COMMANDS[command][0]).main(rest)

@@ -7,7 +7,7 @@ samples=${1:-500}
 out=${2:-gpu-e2e}
 here=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out"
-python -m harness.synthetic --samples "$samples" --out "$out/synthetic.json"
+python -m harness synthetic --samples "$samples" --out "$out/synthetic.json"
 cat > "$out/user.conf" <<CONF
 llama3_1-8b.*.performance_sample_count_override = $samples
 llama3_1-8b.Offline.target_qps = 1

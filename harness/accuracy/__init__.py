@@ -1,1 +1,1 @@
-"""ROUGE accuracy of an MLPerf llama3.1-8b accuracy log, as MLCommons' evaluation script computes it."""
+"""`python -m harness.accuracy`: an alias of `python -m harness accuracy`."""

@@ -1,0 +1,160 @@
+"""Fan-out benchmarks on SIMULATED workers (sim engine): ratios measured in one run, never GPU numbers.
+
+python scripts/bench_fanout.py [--parts a,b,c] [--samples 1500] [--results FILE]
+
+a  two workers at speeds 1 : 2.7, Offline: makespan against the ideal (total work / sum of the
+   workers' solo rates), beside static halves (each worker given half the samples); the waste
+e  the same with two equal workers (the end game must waste almost nothing)
+   (a and e use sim workers that schedule like vLLM: a waiting queue, chunked prefill)
+b  16 workers of mixed speeds: Offline against the ideal; Server at 70 % of their summed rate
+c  coordinator ceiling with instant engines: Offline samples/s (goal >= 5000) and the latency a
+   1000-QPS Server run adds (p99 first-token latency through LoadGen, gRPC and back; goal < 5 ms)
+Everything is real but the engine: LoadGen, the harness, gRPC over loopback, worker processes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from harness.perf.harness_run import run_harness
+from harness.run.synthetic import synthetic_records
+from sut.worker.launch import WorkerProcess, WorkerSpec
+
+SIM = ["--step-ms", "10", "--step-ms-per-seq", "0.05", "--max-seqs", "64", "--prefill-tps", "100000"]
+# like vLLM where dispatch feels it: requests wait beyond max_seqs, prompts prefill in chunks within a
+# token budget, and a step costs more the more it carries, so a duplicate takes time from real work
+VLLM_LIKE = ["--max-seqs", "64", "--max-batched-tokens", "2048", "--prefill-tps", "100000", "--step-ms", "5",
+             "--step-ms-per-seq", "0.1"]
+
+
+class Bench:
+    def __init__(self, workdir: pathlib.Path):
+        self.workdir = workdir
+        self.workers: list[WorkerProcess] = []
+        self.datasets: dict[tuple, pathlib.Path] = {}
+
+    def start(self, flags_per_worker: list[list[str]]) -> list[str]:
+        started = []
+        for flags in flags_per_worker:
+            log = self.workdir / f"worker-{len(self.workers) + len(started)}.log"
+            started.append(WorkerProcess(WorkerSpec("sim", "sim", engine_args=tuple(flags)), log))
+        deadline = time.monotonic() + 60
+        self.workers += started
+        return [w.wait_ready(deadline) for w in started]
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.workers = []
+
+    def dataset(self, samples: int, seed: int = 0) -> pathlib.Path:
+        key = (samples, seed)
+        if key not in self.datasets:
+            path = self.workdir / f"synthetic-{samples}-{seed}.json"
+            path.write_text(json.dumps(synthetic_records(samples, seed)))
+            self.datasets[key] = path
+        return self.datasets[key]
+
+    def run(self, addresses: list[str], samples: int, scenario: str = "Offline", qps: float = 1.0,
+            seed: int = 0, extra=()) -> dict:
+        run_dir, r = run_harness(addresses, self.dataset(samples, seed), samples, scenario, self.workdir, qps, extra)
+        sps = r.get("result_samples_per_second") or r.get("result_completed_samples_per_sec")
+        return {"samples": samples, "samples_per_s": sps, "makespan_s": samples / sps if sps else None,
+                "ttft_p50_ms": r.get("result_first_token_50.00_percentile_latency_ns", 0) / 1e6,
+                "ttft_p99_ms": r.get("result_first_token_99.00_percentile_latency_ns", 0) / 1e6,
+                "tpot_p99_ms": r.get("result_time_per_output_token_99.00_percentile_ns", 0) / 1e6,
+                "completed_per_s": r.get("result_completed_samples_per_sec"),
+                "manifest": json.loads((run_dir / "manifest.json").read_text()).get("dispatch", {}),
+                "end_game": json.loads((run_dir / "manifest.json").read_text()).get("end_game", {})}
+
+
+def pair(bench: Bench, speeds: tuple[float, float], samples: int, flags=VLLM_LIKE) -> dict:
+    """Two workers: each alone on half the samples, then both pulling all of them, then static halves."""
+    first, second = bench.start([list(flags) + ["--speed", str(speed)] for speed in speeds])
+    solo = [bench.run([address], samples // 2)["samples_per_s"] for address in (first, second)]
+    ideal = samples / sum(solo)
+    pulled = bench.run([first, second], samples)
+    half = samples // 2
+    with ThreadPoolExecutor(2) as pool:  # static halves: each worker gets its own half, at once
+        halves = list(pool.map(lambda args: bench.run(*args), [([first], half, "Offline", 1.0, 1),
+                                                                ([second], half, "Offline", 1.0, 2)]))
+    bench.stop()
+    static = max(h["makespan_s"] for h in halves)
+    dispatch = pulled["manifest"]
+    return {"speeds": list(speeds), "solo_rates": solo, "ideal_makespan_s": ideal,
+            "pull_makespan_s": pulled["makespan_s"], "pull_efficiency": ideal / pulled["makespan_s"],
+            "static_halves_makespan_s": static, "static_efficiency": ideal / static,
+            "samples_per_worker": [w["completed"] for w in dispatch["workers"]],
+            "stolen": dispatch.get("stolen", 0), "hedged": dispatch.get("hedged", 0),
+            "wasted_output_tokens": dispatch.get("wasted_output_tokens", 0),
+            "waste_fraction": dispatch.get("wasted_output_tokens", 0) / max(1, dispatch.get("output_tokens", 0)),
+            "moves": pulled["end_game"].get("moves", [])}
+
+
+def _pair_line(label: str, r: dict) -> str:
+    return (f"{label}   ideal {r['ideal_makespan_s']:.1f} s   pull {r['pull_makespan_s']:.1f} s (efficiency "
+            f"{r['pull_efficiency']:.3f}; split {r['samples_per_worker']}, stolen {r['stolen']}, duplicated "
+            f"{r['hedged']}, waste {100 * r['waste_fraction']:.2f} %)   static halves {r['static_halves_makespan_s']:.1f} s "
+            f"(efficiency {r['static_efficiency']:.3f})")
+
+
+def part_b(bench: Bench, samples: int) -> dict:
+    speeds = [0.5, 1.0, 1.5, 2.0, 2.7, 1.0, 0.75, 1.25] * 2
+    addresses = bench.start([SIM + ["--speed", str(s)] for s in speeds])
+    unit = bench.run([addresses[1]], samples // 8)["samples_per_s"]  # a speed-1 worker alone
+    ideal = samples / (unit * sum(speeds))
+    offline = bench.run(addresses, samples)
+    qps = 0.7 * unit * sum(speeds)
+    server = bench.run(addresses, int(qps * 20), "Server", qps)
+    return {"speeds": speeds, "unit_rate": unit, "ideal_makespan_s": ideal, "offline_makespan_s": offline["makespan_s"],
+            "offline_efficiency": ideal / offline["makespan_s"], "server_target_qps": qps,
+            "server_completed_per_s": server["completed_per_s"], "server_ttft_p99_ms": server["ttft_p99_ms"],
+            "server_tpot_p99_ms": server["tpot_p99_ms"]}
+
+
+def part_c(bench: Bench) -> dict:
+    addresses = bench.start([["--instant"], ["--instant"]])
+    offline = bench.run(addresses, 20000)
+    server = bench.run(addresses, 10000, "Server", 1000.0)
+    return {"offline_samples_per_s": offline["samples_per_s"], "server_qps": 1000.0,
+            "server_completed_per_s": server["completed_per_s"], "added_latency_p50_ms": server["ttft_p50_ms"],
+            "added_latency_p99_ms": server["ttft_p99_ms"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--parts", default="a,e,b,c")
+    p.add_argument("--samples", type=int, default=1500, help="part a (part b uses 3x)")
+    p.add_argument("--results", default=None)
+    args = p.parse_args(argv)
+    parts = set(args.parts.split(","))
+    bench = Bench(pathlib.Path(tempfile.mkdtemp(prefix="bench-fanout-")))
+    results = {"note": "SIMULATED engines (sim): coordinator and dispatch behaviour only, not GPU results"}
+    try:
+        if "a" in parts:
+            results["a"] = pair(bench, (1.0, 2.7), args.samples)
+            print(_pair_line("a  speeds 1 : 2.7 (goal >= 0.95)", results["a"]), flush=True)
+        if "e" in parts:
+            results["e"] = pair(bench, (1.0, 1.0), args.samples)
+            print(_pair_line("e  equal speeds (goal >= 0.97, waste <= 1 %)", results["e"]), flush=True)
+        if "b" in parts:
+            results["b"] = b = part_b(bench, 3 * args.samples)
+            print(f"b  16 workers       Offline efficiency {b['offline_efficiency']:.3f}   Server at "
+                  f"{b['server_target_qps']:.0f} qps: completed {b['server_completed_per_s']:.1f}/s, TTFT p99 "
+                  f"{b['server_ttft_p99_ms']:.1f} ms, TPOT p99 {b['server_tpot_p99_ms']:.2f} ms", flush=True)
+            bench.stop()
+        if "c" in parts:
+            results["c"] = c = part_c(bench)
+            print(f"c  instant engines  Offline {c['offline_samples_per_s']:,.0f} samples/s (goal >= 5000)   Server "
+                  f"1000 qps: added latency p50 {c['added_latency_p50_ms']:.2f} ms, p99 "
+                  f"{c['added_latency_p99_ms']:.2f} ms (goal < 5)", flush=True)
+    finally:
+        bench.stop()
+    print("(SIMULATED engines: dispatch and coordinator figures, not GPU results)")
+    if args.results:
+        pathlib.Path(args.results).write_text(json.dumps(results, indent=2))
+    return 0

@@ -1,0 +1,261 @@
+"""Harness vs vLLM alone on the same GPU, same prompts, one run. Prints a table; writes JSON.
+
+python scripts/bench_vllm.py --model benchmarks/models/llama3.1-8b --prompts 1000 [--parts a,b,c,d]
+    [--server-qps 20 --server-requests 400] [--quantization fp8 --kv-cache-dtype fp8] [--results FILE]
+
+a  vLLM LLM.generate on all prompts: output tokens/s
+b  the harness, Offline, through one gRPC worker on the same GPU: tokens/s and b/a
+c  Server at a fixed QPS: p50/p99 TTFT and TPOT, harness vs AsyncLLM driven directly, replaying the
+   exact arrival times and samples LoadGen issued in the harness run (issue_schedule.json)
+d  N GPUs: N workers vs 1 worker through the harness (needs 2+ GPUs)
+Weights are dummy (config only) and every sample is forced to 128 output tokens.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+from harness.perf.harness_run import run_harness as harness_run
+from harness.run.synthetic import synthetic_records
+from sut.worker.launch import WorkerProcess, WorkerSpec
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+OUT_TOKENS = 128
+
+
+def engine_kwargs(args) -> dict:
+    kwargs = dict(load_format="dummy", skip_tokenizer_init=True, generation_config="vllm",
+                  max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
+                  gpu_memory_utilization=args.gpu_memory_utilization)
+    if args.quantization:
+        kwargs["quantization"] = args.quantization
+    if args.kv_cache_dtype:
+        kwargs["kv_cache_dtype"] = args.kv_cache_dtype
+    # the same prompts run several times on one worker: a prefix cache would make later runs faster
+    kwargs["enable_prefix_caching"] = args.enable_prefix_caching
+    return kwargs
+
+
+def worker_flags(args) -> list[str]:
+    flags = ["--load-format", "dummy", "--max-num-seqs", str(args.max_num_seqs), "--max-num-batched-tokens",
+             str(args.max_num_batched_tokens), "--gpu-memory-utilization", str(args.gpu_memory_utilization)]
+    if args.quantization:
+        flags += ["--quantization", args.quantization]
+    if args.kv_cache_dtype:
+        flags += ["--kv-cache-dtype", args.kv_cache_dtype]
+    flags += ["--engine-arg", f"enable_prefix_caching={json.dumps(args.enable_prefix_caching)}"]
+    return flags
+
+
+def sampling(delta: bool = True):
+    import vllm
+    from vllm.sampling_params import RequestOutputKind
+    kind = RequestOutputKind.DELTA if delta else RequestOutputKind.CUMULATIVE
+    return vllm.SamplingParams(temperature=0.0, max_tokens=OUT_TOKENS, min_tokens=OUT_TOKENS, ignore_eos=True,
+                               detokenize=False, seed=42, output_kind=kind)
+
+
+# --- parts run in child processes (one engine per process) -------------------------------------
+
+def warmup_prompts(args) -> list[list[int]]:
+    """Untimed first requests for every engine (JIT, graph capture): distinct from the timed ones."""
+    return [r["tok_input"] for r in synthetic_records(64, args.seed + 1)]
+
+
+def child_direct_offline(args, prompts) -> dict:
+    import vllm
+    from vllm.inputs import TokensPrompt
+    llm = vllm.LLM(model=args.model, **engine_kwargs(args))
+    params = sampling(delta=False)
+    llm.generate([TokensPrompt(prompt_token_ids=p) for p in warmup_prompts(args)], params, use_tqdm=False)
+    start = time.perf_counter()
+    outputs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
+    elapsed = time.perf_counter() - start
+    tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
+    return {"output_tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed}
+
+
+def child_direct_server(args, prompts) -> dict:
+    import numpy as np
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.inputs import TokensPrompt
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    async def main():
+        llm = AsyncLLM.from_engine_args(AsyncEngineArgs(model=args.model, **engine_kwargs(args)))
+
+        async def drain(i, prompt):
+            async for _ in llm.generate(TokensPrompt(prompt_token_ids=prompt), sampling(), f"warm{i}"):
+                pass
+        await asyncio.gather(*(drain(i, p) for i, p in enumerate(warmup_prompts(args))))
+        if args.replay:  # the arrivals and samples LoadGen produced in the harness run
+            schedule = json.loads(pathlib.Path(args.replay).read_text())
+            arrivals, picks = [t for t, _ in schedule], [i for _, i in schedule]
+        else:
+            rng = np.random.default_rng(args.seed)
+            arrivals = np.cumsum(rng.exponential(1.0 / args.server_qps, args.server_requests))
+            picks = rng.integers(0, len(prompts), args.server_requests)
+        ttft, tpot = [], []
+
+        async def one(i, at):
+            await asyncio.sleep(max(0.0, at - (time.perf_counter() - t0)))
+            scheduled = t0 + at
+            first = None
+            n = 0
+            async for out in llm.generate(TokensPrompt(prompt_token_ids=prompts[picks[i]]), sampling(), f"r{i}"):
+                n += len(out.outputs[0].token_ids)
+                if first is None and n:
+                    first = time.perf_counter()
+            end = time.perf_counter()
+            ttft.append(first - scheduled)
+            tpot.append((end - first) / max(1, n - 1))
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i, at) for i, at in enumerate(arrivals)))
+        llm.shutdown()
+        return {"ttft_p50_ms": 1e3 * float(np.percentile(ttft, 50)), "ttft_p99_ms": 1e3 * float(np.percentile(ttft, 99)),
+                "tpot_p50_ms": 1e3 * float(np.percentile(tpot, 50)), "tpot_p99_ms": 1e3 * float(np.percentile(tpot, 99))}
+    return asyncio.run(main())
+
+
+def run_child(part: str, argv: list[str], log, extra=()) -> dict:
+    """One engine per process: the part runs in `python -m harness.perf.vllm_compare --child PART`."""
+    command = [sys.executable, "-m", "harness.perf.vllm_compare", "--child", part, *argv, *extra]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    log.write(proc.stdout + proc.stderr)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"part {part} failed (rc {proc.returncode}): {proc.stderr[-2000:]}")
+
+
+# --- the harness side ------------------------------------------------------------------------------
+
+def start_workers(args, gpus: list[int], workdir: pathlib.Path) -> list[WorkerProcess]:
+    workers = []
+    for gpu in gpus:
+        spec = WorkerSpec("vllm", args.model, engine_args=tuple(worker_flags(args)),
+                          env={"CUDA_VISIBLE_DEVICES": str(gpu)})
+        workers.append(WorkerProcess(spec, workdir / f"worker-gpu{gpu}.log"))
+    deadline = time.monotonic() + 600
+    for worker in workers:
+        worker.wait_ready(deadline)
+    return workers
+
+
+def run_harness(addresses, dataset, samples, scenario, workdir, extra=(), qps=None) -> dict:
+    run_dir, results = harness_run(addresses, dataset, samples, scenario, workdir, qps or 1, extra)
+    ns = 1e-6
+    return {"tokens_per_s": results.get("result_tokens_per_second") or results.get("result_completed_tokens_per_second"),
+            "ttft_p50_ms": ns * results.get("result_first_token_50.00_percentile_latency_ns", 0),
+            "ttft_p99_ms": ns * results.get("result_first_token_99.00_percentile_latency_ns", 0),
+            "tpot_p50_ms": ns * results.get("result_time_per_output_token_50.00_percentile_ns", 0),
+            "tpot_p99_ms": ns * results.get("result_time_per_output_token_99.00_percentile_ns", 0),
+            "run_dir": str(run_dir)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=str(ROOT / "benchmarks/models/llama3.1-8b"))
+    p.add_argument("--prompts", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--parts", default="a,b,c,d")
+    p.add_argument("--max-num-seqs", type=int, default=512)
+    p.add_argument("--max-num-batched-tokens", type=int, default=16384)
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    p.add_argument("--quantization", default=None)
+    p.add_argument("--kv-cache-dtype", default=None)
+    p.add_argument("--server-qps", type=float, default=None,
+                   help="Server arrival rate (default: 85%% of part a's samples/s, else 20)")
+    p.add_argument("--enable-prefix-caching", action="store_true",
+                   help="keep vLLM's prefix cache on (off by default: runs repeat the same prompts)")
+    p.add_argument("--server-requests", type=int, default=400)
+    p.add_argument("--credit-factors", default="1", help="comma list: harness Offline runs, one per factor")
+    p.add_argument("--results", default=None, help="write the results JSON here")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--replay", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    prompts = [r["tok_input"] for r in synthetic_records(args.prompts, args.seed)]
+    if args.child:
+        result = {"a": child_direct_offline, "c": child_direct_server}[args.child](args, prompts)
+        print("RESULT " + json.dumps(result), flush=True)
+        return 0
+
+    import torch
+    parts = set(args.parts.split(","))
+    gpus = list(range(torch.cuda.device_count()))
+    results = {"gpu": torch.cuda.get_device_name(0), "gpus": len(gpus), "prompts": args.prompts,
+               "input_tokens": sum(map(len, prompts)), "command": sys.argv, "engine": engine_kwargs(args)}
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="bench-vllm-"))
+    dataset = workdir / "synthetic.json"
+    dataset.write_text(json.dumps(synthetic_records(args.prompts, args.seed)))
+    log = open(workdir / "children.log", "w")
+    if "a" in parts:
+        results["a_direct"] = run_child("a", argv, log)
+        print("a", results["a_direct"], flush=True)
+    if args.server_qps is None:
+        direct = results.get("a_direct", {}).get("tokens_per_s")
+        args.server_qps = round(0.85 * direct / OUT_TOKENS, 1) if direct else 20.0
+        argv += ["--server-qps", str(args.server_qps)]
+    results["server_qps"] = args.server_qps
+    workers = start_workers(args, gpus if "d" in parts and len(gpus) > 1 else gpus[:1], workdir)
+    try:
+        first = [workers[0].address]
+        warm = workdir / "warmup.json"
+        warm.write_text(json.dumps(synthetic_records(64, args.seed + 1)))
+        for worker in workers:  # the same untimed warm-up the direct engines get
+            run_harness([worker.address], warm, 64, "Offline", workdir)
+        if "b" in parts:
+            for factor in args.credit_factors.split(","):
+                results[f"b_harness_credit{factor}"] = run_harness(first, dataset, args.prompts, "Offline", workdir,
+                                                                    ["--credit-factor", factor])
+                print("b", factor, results[f"b_harness_credit{factor}"], flush=True)
+        if "c" in parts:
+            results["c_harness"] = run_harness(first, dataset, args.server_requests, "Server", workdir,
+                                               qps=args.server_qps)
+            print("c harness", results["c_harness"], flush=True)
+        if "d" in parts and len(workers) > 1:
+            results["d_one"] = run_harness(first, dataset, args.prompts, "Offline", workdir)
+            results["d_all"] = run_harness([w.address for w in workers], dataset, args.prompts, "Offline", workdir)
+    finally:
+        for worker in workers:
+            worker.stop()
+    if "c" in parts:  # the GPU is free again: AsyncLLM alone, replaying exactly LoadGen's arrivals
+        schedule = pathlib.Path(results["c_harness"]["run_dir"]) / "issue_schedule.json"
+        results["c_direct"] = run_child("c", argv, log, ["--replay", str(schedule)])
+        print("c direct", results["c_direct"], flush=True)
+    print_table(results)
+    if args.results:
+        pathlib.Path(args.results).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def print_table(r: dict) -> None:
+    print(f"\n{r['gpu']} x{r['gpus']}, {r['prompts']} prompts, {r['input_tokens']} input tokens, {OUT_TOKENS} out each")
+    direct = r.get("a_direct", {}).get("tokens_per_s")
+    if direct:
+        print(f"a  vLLM LLM.generate            {direct:10.1f} tok/s")
+    for key, value in r.items():
+        if key.startswith("b_harness"):
+            ratio = f"  b/a = {value['tokens_per_s'] / direct:.4f}" if direct else ""
+            print(f"b  harness Offline ({key[10:]:>8})  {value['tokens_per_s']:10.1f} tok/s{ratio}")
+    if "c_direct" in r and "c_harness" in r:
+        d, h = r["c_direct"], r["c_harness"]
+        print(f"c  Server at {r['server_qps']} qps: AsyncLLM alone replays the harness run's LoadGen arrivals and samples")
+        for metric in ("ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms"):
+            print(f"c  {metric:12s} direct {d[metric]:9.2f}  harness {h[metric]:9.2f}  added {h[metric] - d[metric]:+8.2f} ms")
+    if "d_all" in r:
+        ratio = r["d_all"]["tokens_per_s"] / r["d_one"]["tokens_per_s"]
+        print(f"d  {r['gpus']} workers / 1 worker = {ratio:.3f} (goal >= {0.97 * r['gpus']:.2f})")
+
+
+if __name__ == "__main__":  # run_child starts the engine parts this way
+    raise SystemExit(main())

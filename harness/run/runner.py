@@ -1,0 +1,272 @@
+"""One LoadGen test, start to verdict: workers, settings, QSL, StartTest, logs, exit code.
+
+Exit codes: 0 accepted; 1 INVALID or LoadGen errors or incomplete accuracy log; 2 bad input;
+3 the cluster failed (no worker left, or a sample could not be answered).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import shlex
+import shutil
+import sys
+import threading
+import time
+
+from harness.benchmarks.definitions import by_model_name
+from harness.benchmarks.scenarios import SCENARIOS
+from harness.run.dataset import DatasetError, check_against_model, load_dataset
+from harness.run.flags import build_parser
+from harness.run.local_workers import LocalWorkers
+from harness.run.manifest import Manifest
+from harness.run.progress import Progress
+from harness.run.settings import SettingsError, build_test_settings, check_model_name, effective_settings, \
+    short_run_user_conf
+from harness.run.verdict import read_detail_log, summary_reasons
+from harness.submission.compliance import write_test06
+from sut.cluster import ClusterSUT, ClusterUnavailable, LoadGenResponder
+from sut.dispatch import DispatchLimits
+from sut.engines.base import SamplingParams
+from sut.dispatch.policies import create_policy
+from sut.worker.launch import LaunchError
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]  # for audit/
+EXIT_OK, EXIT_REJECTED, EXIT_INPUT, EXIT_CLUSTER = 0, 1, 2, 3
+SMOKE_BANNER = "smoke run, not a valid submission run"
+
+
+class InputError(ValueError):
+    pass
+
+
+def sampling_params(args) -> SamplingParams:
+    params = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                            max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens, seed=args.seed)
+    if args.min_new_tokens > args.max_new_tokens:
+        raise InputError(f"--min-new-tokens {args.min_new_tokens} exceeds --max-new-tokens {args.max_new_tokens}")
+    if args.force_output_tokens:
+        if args.mode == "AccuracyOnly":
+            raise InputError("--force-output-tokens is for benchmarks only and is refused with --mode AccuracyOnly")
+        params = dataclasses.replace(params, min_new_tokens=args.max_new_tokens, ignore_eos=True)
+    return params
+
+
+def make_run_dir(parent: str, scenario: str, mode: str) -> pathlib.Path:
+    base = pathlib.Path(parent) / f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario}-{mode}"
+    run_dir, n = base, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = base.with_name(f"{base.name}-{n}")
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+class FatalHandler:
+    """The one way out when a query cannot be answered: LoadGen would wait forever (and ignores
+    Ctrl-C), so write the reason where the user looks, stop local workers, and exit now."""
+
+    def __init__(self, run_dir: pathlib.Path):
+        self.run_dir = run_dir
+        self.local: LocalWorkers | None = None
+        self.manifest: Manifest | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, message: str) -> None:
+        with self._lock:
+            text = f"run failed: {message}"
+            try:
+                (self.run_dir / "failure.txt").write_text(text + "\n")
+                if self.manifest:
+                    self.manifest.update(status="failed", failure=message)
+            finally:
+                print(f"\nERROR: {text}\nlogs kept in {self.run_dir}", file=sys.stderr, flush=True)
+                if self.local:
+                    self.local.kill()
+                os._exit(EXIT_CLUSTER)
+
+
+def run(args) -> int:
+    import mlperf_loadgen as lg
+
+    scenario = SCENARIOS[args.scenario]
+    model_name = args.model_name or scenario.default_model_name
+    check_model_name(args.scenario, model_name)
+    params = sampling_params(args)
+    smoke = args.workers is None and args.dataset is None and args.model is None
+    if args.workers and not args.dataset:
+        raise InputError("--dataset is required with --workers")
+    if not args.workers and args.dataset and not args.model:
+        raise InputError("--dataset without --workers needs --model DIR for the local workers")
+
+    model_dir = args.model
+    if smoke:
+        from harness.run.tiny_model import tiny_dataset_path, tiny_model_dir
+        model_dir = str(tiny_model_dir())
+        dataset_path = tiny_dataset_path()
+    else:
+        dataset_path = pathlib.Path(args.dataset)
+    dataset = load_dataset(dataset_path, args.total_sample_count)
+
+    run_dir = make_run_dir(args.output, args.scenario, args.mode)
+    user_conf = pathlib.Path(args.user_conf or "user.conf")
+    if smoke and args.user_conf is None:
+        user_conf = run_dir / "user.conf"
+        user_conf.write_text(short_run_user_conf(model_name, len(dataset)))
+    settings = build_test_settings(lg, args.scenario, args.mode, model_name, user_conf)
+    if user_conf.resolve() != (run_dir / "user.conf").resolve():
+        shutil.copy(user_conf, run_dir / "user.conf")
+    perf_count = settings.performance_sample_count_override or len(dataset)
+    if perf_count > len(dataset):
+        raise InputError(f"{user_conf}: performance_sample_count_override is {perf_count} (mlperf.conf's value "
+                         f"unless user.conf sets it) but {dataset.path} has {len(dataset)} records; set "
+                         f"{model_name}.*.performance_sample_count_override = {len(dataset)} or use the full dataset")
+    audit_config = run_dir / "audit.config"
+    if args.audit:
+        shutil.copy(REPO_ROOT / "audit" / args.audit / "audit.config", audit_config)
+
+    fatal = FatalHandler(run_dir)
+    manifest = Manifest(run_dir / "manifest.json", status="starting", scenario=args.scenario, mode=args.mode,
+                        model_name=model_name, smoke=smoke, dataset=str(dataset.path), samples=len(dataset),
+                        sampling=dataclasses.asdict(params), forced_output_tokens=args.force_output_tokens,
+                        audit=args.audit, effective_settings=effective_settings(settings))
+    fatal.manifest = manifest
+    if smoke:
+        print(f"*** {SMOKE_BANNER}: built-in tiny model, {len(dataset)} samples, short settings ***", flush=True)
+    if args.force_output_tokens:
+        print("*** --force-output-tokens: every sample is forced to "
+              f"{params.max_new_tokens} tokens (benchmark only) ***", flush=True)
+
+    local = None
+    cluster = None
+    try:
+        if args.workers:
+            addresses = [a.strip() for a in args.workers.split(",") if a.strip()]
+        else:
+            local = LocalWorkers(args.local_workers, args.local_engine, model_dir, run_dir,
+                                 shlex.split(args.local_worker_args))
+            fatal.local = local
+            addresses = local.wait_ready(args.connect_timeout)
+        limits = DispatchLimits(max_attempts=args.max_attempts, stall_timeout_s=args.stall_timeout,
+                                request_timeout_s=args.request_timeout, no_worker_timeout_s=args.no_worker_timeout)
+        policy = scenario.default_policy if args.policy == "auto" else args.policy
+        cluster = ClusterSUT(addresses, dataset.tok_inputs, params,
+                             create_policy(policy, credit_factor=args.credit_factor, order=args.order),
+                             needs_first_token=scenario.needs_first_token, on_fatal=fatal, limits=limits,
+                             responder=LoadGenResponder(lg))
+        infos = cluster.start(args.connect_timeout)
+        missing = cluster.missing_workers()
+        if missing:
+            print(f"warning: starting without {', '.join(missing)} (not ready); they join when ready",
+                  file=sys.stderr)
+        check_against_model(dataset, min(i["vocab_size"] or 0 for i in infos) or 0,
+                            min(i["max_model_len"] or 0 for i in infos) or 0, params.max_new_tokens)
+        manifest.update(status="running", workers=infos, policy=args.policy)
+        _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config)
+        manifest.update(workers=cluster.worker_infos(), dispatch=cluster.snapshot(), **cluster.dispatch_record())
+        if scenario.server_like:
+            (run_dir / "issue_schedule.json").write_text(json.dumps(cluster.issue_schedule()))
+    finally:
+        if cluster:
+            cluster.close()
+        if local:
+            local.stop()
+        if audit_config.exists():
+            audit_config.unlink()
+    return _report(args, run_dir, manifest, dataset, smoke, args.tokenizer or model_dir)
+
+
+def _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config) -> None:
+    sut = lg.ConstructSUT(cluster.issue_queries, cluster.flush_queries)
+    qsl = lg.ConstructQSL(len(dataset), perf_count, lambda _: None, lambda _: None)
+    output = lg.LogOutputSettings()
+    output.outdir = str(run_dir)
+    output.copy_summary_to_stdout = False
+    log_settings = lg.LogSettings()
+    log_settings.log_output = output
+    log_settings.enable_trace = args.trace
+    label = f"{args.scenario} {args.mode}"
+    try:
+        with Progress(cluster.snapshot, label, enabled=not args.quiet):
+            lg.StartTestWithLogSettings(sut, qsl, settings, log_settings, str(audit_config))
+    finally:
+        lg.DestroyQSL(qsl)
+        lg.DestroySUT(sut)
+
+
+def _score_accuracy(run_dir: pathlib.Path, dataset, tokenizer_dir: str, manifest: Manifest) -> None:
+    from harness.submission.accuracy.report import print_report, score_run
+
+    benchmark = by_model_name(manifest.data["model_name"])
+    results, rows = score_run(run_dir / "mlperf_log_accuracy.json", dataset.path, tokenizer_dir, benchmark)
+    print_report(results, rows, benchmark)
+    manifest.update(accuracy=results, accuracy_pass=all(passed for *_, passed in rows))
+
+
+def _report(args, run_dir: pathlib.Path, manifest: Manifest, dataset, smoke: bool,
+            tokenizer_dir: str | None) -> int:
+    summary = run_dir / "mlperf_log_summary.txt"
+    if summary.is_file() and args.mode == "PerformanceOnly":
+        print(summary.read_text())
+    verdict = read_detail_log(run_dir / "mlperf_log_detail.txt")
+    reasons = verdict.invalid_reasons + ([] if verdict.valid else summary_reasons(summary))
+    problems = []
+    if not verdict.finished:
+        problems.append("LoadGen did not finish the test")
+    elif args.mode == "PerformanceOnly" and not verdict.valid and not args.allow_invalid:
+        problems.append("LoadGen result is " + verdict.validity)
+    if verdict.num_errors:
+        problems.append(f"LoadGen logged {verdict.num_errors} error(s): " + "; ".join(verdict.errors[:3]))
+    if args.audit:
+        problems = [p for p in problems if not p.startswith("LoadGen result is")]  # TEST06 needs no VALID
+        eos_ids = args.eos_ids or by_model_name(manifest.data["model_name"]).eos_ids
+        audit = write_test06(run_dir, args.scenario, eos_ids=eos_ids)
+        print(audit.text().rstrip())
+        for problem in audit.problems[:10]:
+            print(f"  TEST06: {problem}")
+        if not audit.passed:
+            problems.append("TEST06 verification failed")
+        manifest.update(test06=audit.text())
+    if args.mode == "AccuracyOnly":
+        logged = _accuracy_log_indices(run_dir / "mlperf_log_accuracy.json")
+        if logged != len(dataset):
+            problems.append(f"accuracy log holds {logged} of {len(dataset)} samples")
+        print(f"Result: accuracy run, {logged} of {len(dataset)} samples logged, num_errors {verdict.num_errors}")
+        if tokenizer_dir and logged:
+            _score_accuracy(run_dir, dataset, tokenizer_dir, manifest)
+        elif logged:
+            print("accuracy not scored: give --tokenizer DIR (or score later with python -m harness.accuracy)")
+    else:
+        print(f"Result: {verdict.validity}, num_errors {verdict.num_errors}")
+    manifest.update(status="done", validity=verdict.validity, num_errors=verdict.num_errors,
+                    invalid_reasons=reasons, accepted=not problems)
+    for reason in dict.fromkeys(reasons):
+        print(f"  invalid: {reason}")
+    for error in verdict.errors[:10]:
+        print(f"  error: {error}")
+    if smoke:
+        print(f"({SMOKE_BANNER})")
+    print(f"logs: {run_dir}")
+    for problem in problems:
+        print(f"NOT ACCEPTED: {problem}", file=sys.stderr)
+    return EXIT_REJECTED if problems else EXIT_OK
+
+
+def _accuracy_log_indices(path: pathlib.Path) -> int:
+    try:
+        return len({entry["qsl_idx"] for entry in json.loads(path.read_text())})
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (InputError, DatasetError, SettingsError, LaunchError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except ClusterUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CLUSTER

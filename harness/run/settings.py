@@ -1,0 +1,75 @@
+"""LoadGen TestSettings from user.conf (LoadGen loads its embedded mlperf.conf itself), the checks
+on --scenario and --model-name, and the short-run user.conf of smoke runs and benchmarks."""
+from __future__ import annotations
+
+import pathlib
+
+from harness.benchmarks.definitions import MODEL_NAMES, UnknownBenchmark, by_model_name
+from harness.benchmarks.scenarios import SCENARIOS
+
+MODES = ("PerformanceOnly", "AccuracyOnly")
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def check_model_name(scenario: str, model_name: str) -> None:
+    try:
+        benchmark = by_model_name(model_name)
+    except UnknownBenchmark:
+        raise SettingsError(f"--model-name {model_name!r}: choose one of {', '.join(MODEL_NAMES)}") from None
+    if scenario in benchmark.run_scenarios:
+        return
+    dedicated = by_model_name(SCENARIOS[scenario].default_model_name)
+    if dedicated.run_scenarios == (scenario,):
+        raise SettingsError(f"--scenario {scenario} needs --model-name {dedicated.model_name} (LoadGen's "
+                            f"{SCENARIOS[scenario].loadgen_scenario} scenario with the {scenario} latency limits)")
+    raise SettingsError(f"--model-name {model_name} goes with --scenario {' or '.join(benchmark.run_scenarios)}, "
+                        f"not {scenario}")
+
+
+def build_test_settings(lg, scenario: str, mode: str, model_name: str, user_conf: pathlib.Path):
+    """FromConfig exactly once per process: a second call silently drops mlperf.conf."""
+    if not user_conf.is_file():
+        raise SettingsError(f"--user-conf {user_conf}: file not found")
+    loadgen_scenario = SCENARIOS[scenario].loadgen_scenario
+    settings = lg.TestSettings()
+    rc = settings.FromConfig(str(user_conf), model_name, loadgen_scenario)
+    if rc == -22:
+        raise SettingsError(f"--user-conf {user_conf}: a value is not a number (LoadGen rejected the file)")
+    if rc != 0:
+        raise SettingsError(f"--user-conf {user_conf}: LoadGen could not read it (code {rc})")
+    settings.scenario = getattr(lg.TestScenario, loadgen_scenario)
+    settings.mode = getattr(lg.TestMode, mode)
+    return settings
+
+
+def effective_settings(settings) -> dict:
+    values = {}
+    for name in dir(settings):
+        if name.startswith("_") or name == "FromConfig":
+            continue
+        value = getattr(settings, name)
+        values[name] = value.name if hasattr(value, "name") else value
+    return values
+
+
+def short_run_user_conf(model_name: str, samples: int, qps: float = 4, offline_qps: float = 10,
+                        offline_queries: int | None = None, server_min_duration_ms: int = 3000) -> str:
+    """A short profile, valid by LoadGen's rules but never a submission run. The defaults are the
+    embedded default's smoke profile; benchmarks pass their own rates and counts."""
+    return "\n".join([
+        "# smoke profile written by the harness: NOT valid for a submission",
+        f"{model_name}.*.performance_sample_count_override = {samples}",
+        f"{model_name}.Offline.target_qps = {offline_qps}",
+        f"{model_name}.Offline.min_duration = 0",
+        f"{model_name}.Offline.min_query_count = {2 * samples if offline_queries is None else offline_queries}",
+        f"{model_name}.Server.target_qps = {qps}",
+        f"{model_name}.Server.min_duration = {server_min_duration_ms}",
+        f"{model_name}.Server.min_query_count = {samples}",
+        f"{model_name}.SingleStream.target_latency = 1000",
+        f"{model_name}.SingleStream.min_duration = 1000",
+        f"{model_name}.SingleStream.min_query_count = {samples}",
+        "",
+    ])
