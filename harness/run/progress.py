@@ -21,6 +21,9 @@ def render(snapshot: dict, label: str) -> str:
                         + (f" failed {w['failures']}" if w["failures"] else "")
                         + (f" reissued {w['reissued']}" if w["reissued"] else "") for w in snapshot["workers"])
     extra = f" reissued {snapshot['reissued']}" if snapshot["reissued"] else ""
+    if snapshot.get("wasted_output_tokens"):
+        extra += (f" wasted {snapshot['wasted_output_tokens']:,} tok ({100 * snapshot['wasted_fraction']:.1f} %,"
+                  f" {snapshot['requests_run_more_than_once']} run twice)")
     return (f"{label}: {snapshot['completed']}/{snapshot['issued']} samples  {rate:,.0f} tok/s  "
             f"{int(elapsed // 60):02d}:{elapsed % 60:04.1f}{extra}  [{workers}]")
 
