@@ -11,6 +11,7 @@ import pathlib
 import sys
 import time
 
+from harness.accuracy.reference_compat import note as reference_compat_note
 from harness.accuracy.scoring import AccuracyLogError, accuracy_text, evaluate
 from harness.accuracy.targets import REFERENCE, judge
 from harness.dataset import DatasetError, load_dataset
@@ -32,6 +33,7 @@ def score_run(log: pathlib.Path, dataset_path: pathlib.Path, tokenizer_dir: str,
     (out_dir / "accuracy.txt").write_text(accuracy_text(results))
     (out_dir / "accuracy.json").write_text(json.dumps(
         {"benchmark": benchmark, "results": results, "seconds": round(time.monotonic() - started, 2),
+         "reference_compat": reference_compat_note(tokenizer),
          "checks": [{"metric": m, "value": v, "required": r, "pass": p} for m, v, r, p in rows]}, indent=2))
     return results, rows
 
