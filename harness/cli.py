@@ -35,9 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tokenizer", default=None,
                      help="tokenizer directory for scoring AccuracyOnly runs (default: --model when local "
                           "workers run)")
-    run.add_argument("--eos-ids", default="128001,128008,128009",
+    run.add_argument("--eos-ids", default=None,
                      type=lambda text: [int(t) for t in text.split(",") if t.strip()],
-                     help="TEST06: EOS token ids (default Llama-3's 128001,128008,128009)")
+                     help="TEST06: EOS token ids, overriding the model's (default: its generation_config.json or "
+                          "tokenizer config, else Llama-3's 128001,128008,128009)")
     run.add_argument("--allow-invalid", action="store_true", help="exit 0 even when LoadGen says INVALID")
     run.add_argument("--trace", action="store_true", help="write LoadGen's trace file (large)")
     run.add_argument("--quiet", action="store_true", help="no live progress line")

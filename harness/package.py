@@ -110,13 +110,14 @@ def build_system(user_file: pathlib.Path, org: str, division: str, manifests: li
 
 
 def measurements(m: dict, user: dict) -> dict:
+    from harness.submission_paths import describe_weights, public_name
+
     worker = (m.get("workers") or [{}])[0]
     args = worker.get("engine_args", {})
-    weights = args.get("quantization") or args.get("dtype") or "bf16"
+    weights, transformations = describe_weights(args.get("dtype"), args.get("quantization"))
     values = {"input_data_types": "int32", "retraining": "No",
-              "starting_weights_filename": worker.get("model", "meta-llama/Llama-3.1-8B-Instruct"),
-              "weight_data_types": weights, "weight_transformations": "none" if weights in ("bf16", "bfloat16")
-              else f"quantized to {weights} at load"}
+              "starting_weights_filename": public_name(worker.get("model") or "meta-llama/Llama-3.1-8B-Instruct"),
+              "weight_data_types": weights, "weight_transformations": transformations}
     values.update({k: v for k, v in user.items() if k in MEASUREMENT_FIELDS})
     return values
 
@@ -182,10 +183,12 @@ def package(runs: list[pathlib.Path], system_file: pathlib.Path, org: str, divis
 
 
 def _readme(benchmark: str, scenario: str, group: dict) -> str:
+    from harness.submission_paths import public_name
+
     lines = [f"# {benchmark} {scenario}", "", "Produced with mlperf-llm-harness. Commands, as recorded in each "
              "run's manifest.json:", ""]
     for kind, (run, m) in sorted(group.items()):
-        lines += [f"- {kind}: `{' '.join(m.get('command', []))}`"]
+        lines += [f"- {kind}: `{' '.join(public_name(a) for a in m.get('command', []))}`"]
     return "\n".join(lines) + "\n"
 
 

@@ -215,7 +215,10 @@ def _report(args, run_dir: pathlib.Path, manifest: Manifest, dataset, smoke: boo
         problems.append(f"LoadGen logged {verdict.num_errors} error(s): " + "; ".join(verdict.errors[:3]))
     if args.audit:
         problems = [p for p in problems if not p.startswith("LoadGen result is")]  # TEST06 needs no VALID
-        audit = write_test06(run_dir, args.scenario, eos_ids=args.eos_ids)
+        from harness.compliance import LLAMA3_EOS_IDS
+        from harness.eos import eos_ids_from_model
+        audit = write_test06(run_dir, args.scenario,
+                             eos_ids=args.eos_ids or eos_ids_from_model(tokenizer_dir) or LLAMA3_EOS_IDS)
         print(audit.text().rstrip())
         for problem in audit.problems[:10]:
             print(f"  TEST06: {problem}")
