@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "workers run)")
     run.add_argument("--eos-ids", default=None,
                      type=lambda text: [int(t) for t in text.split(",") if t.strip()],
-                     help="TEST06: EOS token ids (default: the benchmark's, Llama-3's 128001,128008,128009)")
+                     help="TEST06: EOS token ids, overriding the model's (default: its generation_config.json or "
+                          "tokenizer config, else the benchmark's: Llama-3's 128001,128008,128009)")
     run.add_argument("--allow-invalid", action="store_true", help="exit 0 even when LoadGen says INVALID")
     run.add_argument("--trace", action="store_true", help="write LoadGen's trace file (large)")
     run.add_argument("--quiet", action="store_true", help="no live progress line")

@@ -26,6 +26,7 @@ from harness.run.settings import SettingsError, build_test_settings, check_model
     short_run_user_conf
 from harness.run.verdict import read_detail_log, summary_reasons
 from harness.submission.compliance import write_test06
+from harness.submission.eos import eos_ids_from_model
 from sut.cluster import ClusterSUT, ClusterUnavailable, LoadGenResponder
 from sut.dispatch import DispatchLimits
 from sut.engines.base import SamplingParams
@@ -220,7 +221,7 @@ def _report(args, run_dir: pathlib.Path, manifest: Manifest, dataset, smoke: boo
         problems.append(f"LoadGen logged {verdict.num_errors} error(s): " + "; ".join(verdict.errors[:3]))
     if args.audit:
         problems = [p for p in problems if not p.startswith("LoadGen result is")]  # TEST06 needs no VALID
-        eos_ids = args.eos_ids or by_model_name(manifest.data["model_name"]).eos_ids
+        eos_ids = args.eos_ids or eos_ids_from_model(tokenizer_dir) or by_model_name(manifest.data["model_name"]).eos_ids
         audit = write_test06(run_dir, args.scenario, eos_ids=eos_ids)
         print(audit.text().rstrip())
         for problem in audit.problems[:10]:

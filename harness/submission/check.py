@@ -145,7 +145,8 @@ class Checker:
         verdict = read_detail_log(acc / "mlperf_log_detail.txt")
         if verdict.num_errors:
             self.problem(acc, f"{verdict.num_errors} LoadGen error(s) in the accuracy run: {'; '.join(verdict.errors[:3])}")
-        total = verdict.results.get("qsl_reported_total_count")
+        # as the MLCommons checker counts: effective_accuracy_sample_count when logged, else the QSL size
+        total = verdict.results.get("effective_accuracy_sample_count", verdict.results.get("qsl_reported_total_count"))
         if total != benchmark.dataset_size:
             self.problem(acc, f"the accuracy run covered {total} samples; needs all {benchmark.dataset_size}")
         if (acc / "mlperf_log_accuracy.json").stat().st_size > MAX_ACCURACY_LOG_BYTES:

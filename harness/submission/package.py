@@ -17,6 +17,7 @@ import shutil
 import sys
 
 from harness.benchmarks.definitions import submission_folder
+from harness.submission.paths import describe_weights, public_name
 from harness.submission.rules import (DIVISIONS, MEASUREMENT_FIELDS, SYSTEM_STATUS, SYSTEM_TYPES, VIEWABLE_BYTES,
                                       empty_system_fields, required_system_fields)
 
@@ -113,11 +114,10 @@ def build_system(user_file: pathlib.Path, org: str, division: str, manifests: li
 def measurements(m: dict, user: dict) -> dict:
     worker = (m.get("workers") or [{}])[0]
     args = worker.get("engine_args", {})
-    weights = args.get("quantization") or args.get("dtype") or "bf16"
+    weights, transformations = describe_weights(args.get("dtype"), args.get("quantization"))
     values = {"input_data_types": "int32", "retraining": "No",
-              "starting_weights_filename": worker.get("model", "meta-llama/Llama-3.1-8B-Instruct"),
-              "weight_data_types": weights, "weight_transformations": "none" if weights in ("bf16", "bfloat16")
-              else f"quantized to {weights} at load"}
+              "starting_weights_filename": public_name(worker.get("model") or "meta-llama/Llama-3.1-8B-Instruct"),
+              "weight_data_types": weights, "weight_transformations": transformations}
     values.update({k: v for k, v in user.items() if k in MEASUREMENT_FIELDS})
     return values
 
@@ -150,7 +150,7 @@ def package(runs: list[pathlib.Path], system_file: pathlib.Path, org: str, divis
         if "accuracy" in group:
             run, m = group["accuracy"]
             if not (run / "accuracy.txt").is_file():
-                raise PackageError(f"{run}: no accuracy.txt; score it first: python -m harness.accuracy --log "
+                raise PackageError(f"{run}: no accuracy.txt; score it first: python -m harness accuracy --log "
                                    f"{run / 'mlperf_log_accuracy.json'} --dataset ... --tokenizer ...")
             copy_logs(run, where / "accuracy", ("mlperf_log_summary.txt", "mlperf_log_detail.txt",
                                                 "mlperf_log_accuracy.json", "accuracy.txt"))
@@ -186,7 +186,7 @@ def _readme(benchmark: str, scenario: str, group: dict) -> str:
     lines = [f"# {benchmark} {scenario}", "", "Produced with mlperf-llm-harness. Commands, as recorded in each "
              "run's manifest.json:", ""]
     for kind, (run, m) in sorted(group.items()):
-        lines += [f"- {kind}: `{' '.join(m.get('command', []))}`"]
+        lines += [f"- {kind}: `{' '.join(public_name(a) for a in m.get('command', []))}`"]
     return "\n".join(lines) + "\n"
 
 

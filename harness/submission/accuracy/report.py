@@ -14,6 +14,7 @@ import time
 from harness.benchmarks.definitions import FOLDERS, LLAMA3_1_8B, Benchmark, by_folder
 from harness.run.dataset import DatasetError, load_dataset
 from harness.submission.accuracy import scoring
+from harness.submission.accuracy.reference_compat import note as reference_compat_note
 
 # a benchmark's accuracy_metric -> evaluate(log, references, tokenizer, dtype) -> results dict
 METRICS = {"rouge": scoring.evaluate}
@@ -35,6 +36,7 @@ def score_run(log: pathlib.Path, dataset_path: pathlib.Path, tokenizer_dir: str,
     (out_dir / "accuracy.txt").write_text(scoring.accuracy_text(results))
     (out_dir / "accuracy.json").write_text(json.dumps(
         {"benchmark": benchmark.folder, "results": results, "seconds": round(time.monotonic() - started, 2),
+         "reference_compat": reference_compat_note(tokenizer),
          "checks": [{"metric": m, "value": v, "required": r, "pass": p} for m, v, r, p in rows]}, indent=2))
     return results, rows
 

@@ -15,6 +15,7 @@ import pathlib
 
 import numpy as np
 
+from harness.submission.accuracy.reference_compat import batch_decode
 from harness.submission.accuracy.sentences import sent_tokenize
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -95,11 +96,11 @@ def rouge_scores(predictions: list[str], references: list[str], processes: int |
 def evaluate(log_path: pathlib.Path, references: list[str], tokenizer, dtype: str = "int32",
              processes: int | None = None) -> dict:
     outputs = read_accuracy_log(log_path, dtype)
-    indices = sorted(outputs)
+    indices = list(outputs)  # first-logged order, as evaluation.py keeps them (the means are summed in it)
     for index in indices:
         if not 0 <= index < len(references):
             raise AccuracyLogError(f"{log_path}: qsl_idx {index} is outside the dataset's {len(references)} records")
-    texts = tokenizer.batch_decode([outputs[i].tolist() for i in indices], skip_special_tokens=True)
+    texts = batch_decode(tokenizer, [outputs[i].tolist() for i in indices])  # as transformers 4.46.2
     predictions = [postprocess(t) for t in texts]
     targets = [postprocess(references[i]) for i in indices]
     scores = rouge_scores(predictions, targets, processes)

