@@ -112,6 +112,14 @@ class ClusterSUT:
         except BaseException as exc:  # noqa: BLE001 - nothing may escape into LoadGen
             self._fatal(f"IssueQuery failed: {type(exc).__name__}: {exc}")
 
+    def abort(self, reason: str) -> None:
+        """Thread-safe and non-blocking (a signal handler may call it): every outstanding and every
+        later query is answered at once with an empty response, so LoadGen finishes."""
+        try:
+            self._loop.call_soon_threadsafe(self.dispatcher.abort, reason)
+        except RuntimeError:  # the loop is closed: nothing is outstanding
+            pass
+
     def flush_queries(self) -> None:
         """Nothing is held back at the coordinator, so there is nothing to flush."""
 

@@ -75,13 +75,14 @@ class Dispatcher:
         self.counters = {"issued": 0, "completed": 0, "output_tokens": 0, "duplicates_dropped": 0,
                          "reissued": 0, "stolen": 0, "hedged": 0, "timed_out": 0, "errors": 0,
                          "wasted_output_tokens": 0, "foreign_events": 0, "failed_attempts": 0, "violations": 0,
-                         "refused_connections": 0}
+                         "refused_connections": 0, "aborted": 0}
         self.moves: list[dict] = []
         self.incidents: list[dict] = []  # identity changes, refusals, wrong answers, faulty workers
         self._last_end_game = 0.0
         self._no_worker_since: float | None = None
         self._monitor: asyncio.Task | None = None
         self._failed = False
+        self.aborted: str | None = None  # why the run is being stopped: every query is answered empty
         self.started_at = self.clock()
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -110,9 +111,37 @@ class Dispatcher:
             self.pending.extend(self.policy.order(queries))
             self.outstanding += len(queries)
             self.counters["issued"] += len(queries)
+            if self.aborted:
+                self._answer_all_empty()
             self.pump()
         except Exception as exc:
             self._fail(f"dispatcher could not accept queries: {type(exc).__name__}: {exc}")
+
+    def abort(self, reason: str) -> None:
+        """Stop the run: cancel every attempt and answer every query, now and from now on, with an
+        empty (failed) response, so LoadGen can finish and write its logs."""
+        if self.aborted:
+            return
+        self.aborted = reason
+        log.warning("aborting: %s", reason)
+        for request_id in list(self.attempts):
+            attempt = self.attempts[request_id]
+            self._cancel_attempt(request_id)
+            if not attempt.query.done and attempt.query not in self.pending:
+                self.pending.append(attempt.query)
+        self._answer_all_empty()
+
+    def _answer_all_empty(self) -> None:
+        answered = []
+        for query in self.pending:
+            if not query.done:
+                query.done = True
+                self.outstanding -= 1
+                answered.append((query, b""))
+        self.pending.clear()
+        self.counters["aborted"] += len(answered)
+        if answered:
+            self.responder.complete(answered)
 
     # --- from links ---------------------------------------------------------------------------
 
@@ -268,6 +297,8 @@ class Dispatcher:
     # --- sending --------------------------------------------------------------------------------
 
     def pump(self) -> None:
+        if self.aborted:
+            return
         workers = self.ready_workers()
         while self.pending and workers:
             worker = self.policy.choose(self.pending[0], workers)

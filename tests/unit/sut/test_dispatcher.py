@@ -325,3 +325,16 @@ def test_a_worker_that_comes_back_as_a_different_worker_is_refused():
     d.on_ready(a)
     assert not a.ready and d.counters["refused_connections"] == 1
     assert "identity.model_fingerprint 'x' -> 'y'" in d.record()["incidents"][0]["detail"]
+
+
+def test_abort_answers_every_outstanding_and_later_query_empty_and_cancels_the_attempts():
+    d, (a,), rec, _, _ = make({"a": 2}, samples=5)
+    d.submit([(i, i) for i in range(4)])
+    sent = list(a.sent)
+    d.abort("interrupted by SIGINT")
+    assert sorted(a.cancelled) == sorted(sent)
+    assert sorted(s for s, _ in rec.done) == [0, 1, 2, 3] and all(t == b"" for _, t in rec.done)
+    d.submit([(4, 4)])
+    assert [s for s, _ in rec.done][-1] == 4 and d.outstanding == 0 and len(a.sent) == len(sent)
+    d.on_events(a, [completion(sent[0])])  # a late answer changes nothing
+    assert len(rec.done) == 5
