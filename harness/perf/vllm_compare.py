@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -82,6 +83,12 @@ def child_direct_offline(args, prompts) -> dict:
     return {"output_tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed}
 
 
+def child_direct_shard(args, prompts) -> dict:
+    """Static split: this process's share of the prompts (--shard K/N), vLLM alone, as a hand split runs."""
+    k, n = (int(x) for x in args.shard.split("/"))
+    return child_direct_offline(args, prompts[k::n])
+
+
 def child_direct_server(args, prompts) -> dict:
     import numpy as np
     from vllm.engine.arg_utils import AsyncEngineArgs
@@ -127,22 +134,35 @@ def child_direct_server(args, prompts) -> dict:
 
 def run_child(part: str, argv: list[str], log, extra=()) -> dict:
     """One engine per process: the part runs in `python -m harness.perf.vllm_compare --child PART`."""
-    command = [sys.executable, "-m", "harness.perf.vllm_compare", "--child", part, *argv, *extra]
-    proc = subprocess.run(command, capture_output=True, text=True)
-    log.write(proc.stdout + proc.stderr)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    raise RuntimeError(f"part {part} failed (rc {proc.returncode}): {proc.stderr[-2000:]}")
+    return start_child(part, argv, extra).result(log)
+
+
+class start_child:
+    """A child part started now (with its own environment, e.g. CUDA_VISIBLE_DEVICES); result() waits."""
+
+    def __init__(self, part: str, argv: list[str], extra=(), env: dict | None = None):
+        self.part = part
+        command = [sys.executable, "-m", "harness.perf.vllm_compare", "--child", part, *argv, *extra]
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=dict(os.environ, **(env or {})))
+
+    def result(self, log) -> dict:
+        out, err = self.proc.communicate()
+        log.write(out + err)
+        for line in reversed(out.splitlines()):
+            if line.startswith("RESULT "):
+                return json.loads(line[len("RESULT "):])
+        raise RuntimeError(f"part {self.part} failed (rc {self.proc.returncode}): {err[-2000:]}")
 
 
 # --- the harness side ------------------------------------------------------------------------------
 
-def start_workers(args, gpus: list[int], workdir: pathlib.Path) -> list[WorkerProcess]:
+def start_workers(args, gpus: list[int], workdir: pathlib.Path, extra_flags: dict | None = None) -> list[WorkerProcess]:
+    """One vLLM worker per GPU; extra_flags[gpu] adds (and so overrides) flags for that GPU's worker."""
     workers = []
     for gpu in gpus:
-        spec = WorkerSpec("vllm", args.model, engine_args=tuple(worker_flags(args)),
-                          env={"CUDA_VISIBLE_DEVICES": str(gpu)})
+        flags = worker_flags(args) + list((extra_flags or {}).get(gpu, ()))
+        spec = WorkerSpec("vllm", args.model, engine_args=tuple(flags), env={"CUDA_VISIBLE_DEVICES": str(gpu)})
         workers.append(WorkerProcess(spec, workdir / f"worker-gpu{gpu}.log"))
     deadline = time.monotonic() + 600
     for worker in workers:
@@ -153,7 +173,13 @@ def start_workers(args, gpus: list[int], workdir: pathlib.Path) -> list[WorkerPr
 def run_harness(addresses, dataset, samples, scenario, workdir, extra=(), qps=None) -> dict:
     run_dir, results = harness_run(addresses, dataset, samples, scenario, workdir, qps or 1, extra)
     ns = 1e-6
+    dispatch = json.loads((run_dir / "manifest.json").read_text()).get("dispatch", {})
     return {"tokens_per_s": results.get("result_tokens_per_second") or results.get("result_completed_tokens_per_second"),
+            "dispatch": {key: dispatch.get(key) for key in ("stolen", "hedged", "wasted_output_tokens", "output_tokens",
+                                                            "wasted_fraction", "requests_run_more_than_once")},
+            "per_worker": [{k: w.get(k) for k in ("name", "completed", "output_tokens", "stolen_from", "stolen_to",
+                                                  "hedged_to", "wasted_output_tokens")}
+                           for w in dispatch.get("workers", [])],
             "ttft_p50_ms": ns * results.get("result_first_token_50.00_percentile_latency_ns", 0),
             "ttft_p99_ms": ns * results.get("result_first_token_99.00_percentile_latency_ns", 0),
             "tpot_p50_ms": ns * results.get("result_time_per_output_token_50.00_percentile_ns", 0),
@@ -161,8 +187,7 @@ def run_harness(addresses, dataset, samples, scenario, workdir, extra=(), qps=No
             "run_dir": str(run_dir)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(ROOT / "benchmarks/models/llama3.1-8b"))
     p.add_argument("--prompts", type=int, default=1000)
@@ -182,10 +207,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default=None, help="write the results JSON here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--replay", default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    p.add_argument("--shard", default="0/1", help=argparse.SUPPRESS)
+    return p
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse(argv)
     prompts = [r["tok_input"] for r in synthetic_records(args.prompts, args.seed)]
     if args.child:
-        result = {"a": child_direct_offline, "c": child_direct_server}[args.child](args, prompts)
+        result = {"a": child_direct_offline, "c": child_direct_server, "h": child_direct_shard}[args.child](args, prompts)
         print("RESULT " + json.dumps(result), flush=True)
         return 0
 
