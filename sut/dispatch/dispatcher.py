@@ -22,6 +22,7 @@ from typing import Callable, Protocol, Sequence
 from sut.dispatch.checks import identity_change, identity_of, output_problem
 from sut.dispatch.ledger import Attempt, Connection, Query, WorkerLedger
 from sut.dispatch.policies.base import DispatchPolicy, Move, MoveKind
+from sut.dispatch.watchdog import Watchdog
 from sut.engines.base import SamplingParams
 from sut.proto import backend_pb2 as pb
 from sut.transport import WorkerLink
@@ -79,7 +80,7 @@ class Dispatcher:
         self.moves: list[dict] = []
         self.incidents: list[dict] = []  # identity changes, refusals, wrong answers, faulty workers
         self._last_end_game = 0.0
-        self._no_worker_since: float | None = None
+        self.watchdog = Watchdog(self)
         self._monitor: asyncio.Task | None = None
         self._failed = False
         self.aborted: str | None = None  # why the run is being stopped: every query is answered empty
@@ -90,7 +91,7 @@ class Dispatcher:
     def start(self) -> None:
         for worker in self.workers:
             worker.link.start()
-        self._monitor = asyncio.create_task(self._watch())
+        self._monitor = asyncio.create_task(self.watchdog.run())
 
     async def close(self) -> None:
         if self._monitor:
@@ -115,7 +116,7 @@ class Dispatcher:
                 self._answer_all_empty()
             self.pump()
         except Exception as exc:
-            self._fail(f"dispatcher could not accept queries: {type(exc).__name__}: {exc}")
+            self.fail(f"dispatcher could not accept queries: {type(exc).__name__}: {exc}")
 
     def abort(self, reason: str) -> None:
         """Stop the run: cancel every attempt and answer every query, now and from now on, with an
@@ -126,7 +127,7 @@ class Dispatcher:
         log.warning("aborting: %s", reason)
         for request_id in list(self.attempts):
             attempt = self.attempts[request_id]
-            self._cancel_attempt(request_id)
+            self.cancel_attempt(request_id)
             if not attempt.query.done and attempt.query not in self.pending:
                 self.pending.append(attempt.query)
         self._answer_all_empty()
@@ -171,9 +172,9 @@ class Dispatcher:
         for attempt in worker.clear():
             self.attempts.pop(attempt.request_id, None)
             attempt.query.live.discard(attempt.request_id)
-            if self._attempt_failed(attempt, reason):
+            if self.attempt_failed(attempt, reason):
                 requeue.append(attempt.query)
-        self._requeue_front(requeue)
+        self.requeue_front(requeue)
         self.pump()
 
     def on_events(self, link, events) -> None:
@@ -187,7 +188,7 @@ class Dispatcher:
                 self.responder.complete(completions)
             self.pump()
         except Exception as exc:
-            self._fail(f"dispatcher failed on events from {link.address}: {type(exc).__name__}: {exc}")
+            self.fail(f"dispatcher failed on events from {link.address}: {type(exc).__name__}: {exc}")
 
     def _on_event(self, worker: WorkerLedger, event, now: float, completions: list) -> None:
         kind = event.WhichOneof("kind")
@@ -227,15 +228,15 @@ class Dispatcher:
             self.counters["completed"] += 1
             self.counters["output_tokens"] += n_tokens
             for other in list(query.live):
-                self._cancel_attempt(other)
+                self.cancel_attempt(other)
             completions.append((query, tokens))
         else:
             self.counters["errors"] += 1
             message = event.error.message if kind == "error" else "the worker cancelled the request itself"
-            if self._attempt_failed(attempt, message):
-                self._requeue_front([query])
+            if self.attempt_failed(attempt, message):
+                self.requeue_front([query])
 
-    def _attempt_failed(self, attempt: Attempt, reason: str) -> bool:
+    def attempt_failed(self, attempt: Attempt, reason: str) -> bool:
         """Every attempt that ends without an answer counts toward max_attempts. True: send the
         query again; False: it is answered, still running elsewhere, or the run has failed."""
         query, worker = attempt.query, attempt.worker
@@ -247,7 +248,7 @@ class Dispatcher:
             return False
         if query.failures >= self.limits.max_attempts:
             last = "; ".join(f"{w.address}: {w.link.last_error or 'no error'}" for w in self.workers)
-            self._fail(f"sample {query.index} got no answer in {query.failures} attempts: "
+            self.fail(f"sample {query.index} got no answer in {query.failures} attempts: "
                        + "; ".join(query.errors) + f" (workers' last errors: {last})")
             return False
         worker.stats["reissued"] += 1
@@ -258,8 +259,8 @@ class Dispatcher:
         worker.stats["violations"] += 1
         self.counters["violations"] += 1
         self._incident("wrong answer", worker, f"sample {attempt.query.index}: {problem}")
-        if self._attempt_failed(attempt, f"wrong answer: {problem}"):
-            self._requeue_front([attempt.query])
+        if self.attempt_failed(attempt, f"wrong answer: {problem}"):
+            self.requeue_front([attempt.query])
         if worker.stats["violations"] >= self.limits.faulty_after and not worker.faulty:
             worker.faulty = f"{worker.stats['violations']} wrong answers, the last: {problem}"
             self._incident("faulty", worker, f"no more work: {worker.faulty}")
@@ -269,10 +270,10 @@ class Dispatcher:
         """Take a worker's work back without blaming the queries (the worker is at fault)."""
         requeue = []
         for attempt in list(worker.in_flight.values()):
-            self._cancel_attempt(attempt.request_id)
+            self.cancel_attempt(attempt.request_id)
             if not attempt.query.done and not attempt.query.live:
                 requeue.append(attempt.query)
-        self._requeue_front(requeue)
+        self.requeue_front(requeue)
 
     def _incident(self, kind: str, worker: WorkerLedger, detail: str) -> None:
         log.warning("worker %s: %s: %s", worker.address, kind, detail)
@@ -306,7 +307,7 @@ class Dispatcher:
                 return
             query = self.pending.popleft()
             if not query.done:
-                self._send(query, worker)
+                self.send(query, worker)
         if not self.pending and len(workers) > 1 and self.outstanding:
             now = self.clock()
             if now - self._last_end_game >= END_GAME_INTERVAL_S:
@@ -322,20 +323,20 @@ class Dispatcher:
         query.moved = True
         source = attempt.worker
         if move.kind is MoveKind.STEAL:
-            self._cancel_attempt(attempt.request_id)
+            self.cancel_attempt(attempt.request_id)
             source.stats["stolen_from"] += 1
             move.to.stats["stolen_to"] += 1
             self.counters["stolen"] += 1
         else:
             move.to.stats["hedged_to"] += 1
             self.counters["hedged"] += 1
-        self._send(query, move.to, duplicate=move.kind is MoveKind.DUPLICATE)
+        self.send(query, move.to, duplicate=move.kind is MoveKind.DUPLICATE)
         if len(self.moves) < MOVES_KEPT:
             self.moves.append({"t_s": round(now - self.started_at, 3), "kind": move.kind.value,
                                "sample": query.index, "from": source.name, "to": move.to.name,
                                "why": move.reason})
 
-    def _send(self, query: Query, worker: WorkerLedger, duplicate: bool = False) -> None:
+    def send(self, query: Query, worker: WorkerLedger, duplicate: bool = False) -> None:
         request_id = next(self._ids)
         query.attempts += 1
         query.live.add(request_id)
@@ -349,7 +350,7 @@ class Dispatcher:
         attempt.query.live.discard(attempt.request_id)
         attempt.worker.remove(attempt.request_id)
 
-    def _cancel_attempt(self, request_id: int) -> None:
+    def cancel_attempt(self, request_id: int) -> None:
         attempt = self.attempts.get(request_id)
         if attempt:
             self._finish_attempt(attempt)
@@ -357,78 +358,11 @@ class Dispatcher:
             self._cancelled[request_id] = attempt.worker
             attempt.worker.link.cancel(request_id)
 
-    def _requeue_front(self, queries: list[Query]) -> None:
+    def requeue_front(self, queries: list[Query]) -> None:
         if queries:
             self.pending.extendleft(reversed(queries))
 
-    # --- watchdog -------------------------------------------------------------------------------
-
-    async def _watch(self) -> None:
-        limits = self.limits
-        while True:
-            await asyncio.sleep(limits.monitor_interval_s)
-            now = self.clock()
-            for worker in self.ready_workers():
-                if not worker.in_flight:
-                    continue
-                if now - worker.link.last_message > limits.silence_timeout_s:
-                    worker.link.kill(f"silent for {limits.silence_timeout_s:g} s (no event, no heartbeat) with "
-                                     f"{len(worker.in_flight)} requests in flight")
-                elif now - worker.link.last_progress > limits.stall_timeout_s:
-                    worker.link.kill(f"no progress for {limits.stall_timeout_s:g} s with {len(worker.in_flight)} "
-                                     f"requests in flight")
-            self.expire_requests(now)
-            self.pump()
-            if self.ready_workers() or self.outstanding == 0:
-                self._no_worker_since = None
-            elif self._no_worker_since is None:
-                self._no_worker_since = now
-            elif now - self._no_worker_since > limits.no_worker_timeout_s:
-                self._fail(self.dead_cluster_message())
-
-    def expire_requests(self, now: float) -> None:
-        """Per-request deadline: an attempt older than request_timeout_s gets a second attempt on
-        another ready worker (the first completion wins, the other is cancelled). When that one
-        times out too, or there is no other worker, the timed-out attempts have failed: they are
-        cancelled, counted toward max_attempts, and the query is sent again."""
-        limit = self.limits.request_timeout_s
-        expired = []
-        for attempt in self.attempts.values():  # send order
-            if attempt.timed_out:
-                continue
-            if now - attempt.sent_at <= limit:
-                break
-            expired.append(attempt)
-        for attempt in expired:
-            attempt.timed_out = True
-            query = attempt.query
-            if query.done or attempt.request_id not in self.attempts:
-                continue
-            others = [worker for worker in self.ready_workers() if worker is not attempt.worker]
-            if len(query.live) == 1 and others:
-                target = min(others, key=lambda worker: len(worker.in_flight) / worker.capacity)
-                self.counters["timed_out"] += 1
-                self._send(query, target, duplicate=True)
-                continue
-            retry = False
-            for request_id in list(query.live):
-                late = self.attempts[request_id]
-                if late.timed_out:
-                    self._cancel_attempt(request_id)
-                    retry = self._attempt_failed(late, f"no answer within {limit:g} s")
-            if retry:
-                self._requeue_front([query])
-        if expired:
-            self.pump()
-
-    def dead_cluster_message(self) -> str:
-        lines = [f"no worker has been available for {self.limits.no_worker_timeout_s:g} s with "
-                 f"{self.outstanding} queries outstanding:"]
-        for worker in self.workers:
-            lines.append(f"  {worker.address}: {worker.link.state_name}, last error: {worker.link.last_error or 'none'}")
-        return "\n".join(lines)
-
-    def _fail(self, message: str) -> None:
+    def fail(self, message: str) -> None:
         if not self._failed:
             self._failed = True
             self.on_fatal(message)

@@ -263,13 +263,13 @@ def test_request_past_its_deadline_gets_a_second_attempt_elsewhere():
     owner, other = (a, b) if a.sent else (b, a)
     first = owner.sent[0]
     clock.now += 5
-    d.expire_requests(clock.now)
+    d.watchdog.expire_requests(clock.now)
     assert not other.sent
     clock.now += 6
-    d.expire_requests(clock.now)
+    d.watchdog.expire_requests(clock.now)
     assert len(other.sent) == 1 and d.counters["timed_out"] == 1
     clock.now += 5
-    d.expire_requests(clock.now)  # never more than two attempts at once
+    d.watchdog.expire_requests(clock.now)  # never more than two attempts at once
     assert len(owner.sent) == 1
     d.on_events(other, [completion(other.sent[0])])
     assert owner.cancelled == [first] and [s for s, _ in rec.done] == [7]
@@ -281,10 +281,10 @@ def test_with_one_worker_a_request_past_its_deadline_is_a_failed_attempt_and_the
     d.limits.request_timeout_s = 10.0
     d.submit([(7, 0)])
     clock.now += 11
-    d.expire_requests(clock.now)
+    d.watchdog.expire_requests(clock.now)
     assert a.cancelled == [a.sent[0]] and len(a.sent) == 2 and not fatal
     clock.now += 11
-    d.expire_requests(clock.now)
+    d.watchdog.expire_requests(clock.now)
     assert fatal and "sample 0 got no answer in 2 attempts" in fatal[0] and "no answer within 10 s" in fatal[0]
 
 
@@ -293,9 +293,9 @@ def test_when_both_copies_outlive_their_deadline_both_fail_and_the_query_goes_ag
     d.limits.request_timeout_s = 10.0
     d.submit([(7, 0)])
     clock.now += 11
-    d.expire_requests(clock.now)
+    d.watchdog.expire_requests(clock.now)
     clock.now += 11
-    d.expire_requests(clock.now)
+    d.watchdog.expire_requests(clock.now)
     assert sorted(a.cancelled + b.cancelled) == sorted(a.sent + b.sent)[:2]
     assert len(a.sent) + len(b.sent) == 3 and d.counters["failed_attempts"] == 2 and not fatal
 
