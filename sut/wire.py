@@ -28,6 +28,10 @@ SERVER_OPTIONS = [
     ("grpc.http2.max_ping_strikes", 0),
 ]
 
+# A worker owns its port: without SO_REUSEPORT a second worker on the same port fails to bind
+# instead of silently sharing (and splitting) the coordinator's connections.
+WORKER_SERVER_OPTIONS = SERVER_OPTIONS + [("grpc.so_reuseport", 0)]
+
 
 TOKEN_DTYPE = "<i4"  # the layout LoadGen logs
 TOKEN_BYTES = 4
