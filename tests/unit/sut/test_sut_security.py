@@ -333,3 +333,10 @@ def test_check_exposure():
         check_exposure("0.0.0.0", authenticated=False, insecure=False)
     warning = check_exposure("0.0.0.0", authenticated=False, insecure=True)
     assert warning.startswith("WARNING: --insecure") and "\n" not in warning
+
+
+def test_the_security_benchmark_runs(tmp_path):
+    from sut.worker.bench_security import make_certificates, measure
+    files = make_certificates(tmp_path)
+    for mode in ("plaintext", "tls+token"):
+        assert asyncio.run(measure(mode, files, requests=200, per_message=16, window=64)) > 0
