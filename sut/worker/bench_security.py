@@ -2,6 +2,7 @@
 with the instant sim engine, plaintext vs token vs TLS vs TLS+token.
 
 python -m sut.worker.bench_security [--requests 20000] [--per-message 1,64] [--window 2000]
+    [--cert-dir DIR | --make-certs DIR]
 
 Client and worker share one process and one event loop (so the numbers are a ceiling of the
 Python side's cost, not a network measurement). Needs `cryptography` to make a throwaway CA and
@@ -134,9 +135,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=2000, help="requests in flight at most")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--repeat", type=int, default=2, help="runs per cell; the best is shown")
+    parser.add_argument("--cert-dir", default=None,
+                        help="use the files ca, cert, key and token in this directory (made by a run with "
+                             "--make-certs DIR) instead of making them (which needs cryptography)")
+    parser.add_argument("--make-certs", default=None, metavar="DIR", help="write the files to DIR and exit")
     args = parser.parse_args(argv)
+    if args.make_certs:
+        pathlib.Path(args.make_certs).mkdir(parents=True, exist_ok=True)
+        make_certificates(pathlib.Path(args.make_certs))
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-security-") as tmp:
-        files = make_certificates(pathlib.Path(tmp))
+        if args.cert_dir:
+            files = {name: str(pathlib.Path(args.cert_dir) / name) for name in ("ca", "cert", "key", "token")}
+        else:
+            files = make_certificates(pathlib.Path(tmp))
         print(f"{args.requests} requests over one Generate stream, instant sim engine, in-process "
               f"(best of {args.repeat}, modes interleaved)")
         modes = args.modes.split(",")
