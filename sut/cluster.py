@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import sys
 import threading
 import time
@@ -16,6 +17,8 @@ from typing import Callable, Sequence
 from sut.dispatch import Dispatcher, DispatchLimits, Query
 from sut.dispatch.policies import DispatchPolicy
 from sut.engines.base import SamplingParams
+from sut.security import LinkSecurity
+from sut.transport import WorkerLink
 from sut.wire import check_request_size, pack_tokens, unpack_tokens
 
 
@@ -42,7 +45,7 @@ class LoadGenResponder:
 class ClusterSUT:
     def __init__(self, addresses: Sequence[str], prompts: Sequence[Sequence[int]], params: SamplingParams,
                  policy: DispatchPolicy, needs_first_token: bool, on_fatal: Callable[[str], None],
-                 limits: DispatchLimits | None = None, responder=None):
+                 limits: DispatchLimits | None = None, responder=None, security: LinkSecurity | None = None):
         self._on_fatal = on_fatal
         self._issued: list[tuple[float, int]] = []  # (seconds since the first issue, qsl index)
         self._first_issue: float | None = None
@@ -52,7 +55,7 @@ class ClusterSUT:
         for index, (prompt, _) in enumerate(packed):
             check_request_size(len(prompt), index)
         self.dispatcher = Dispatcher(addresses, policy, responder, params, packed, needs_first_token,
-                                     self._fatal, limits)
+                                     self._fatal, limits, link_factory=functools.partial(WorkerLink, security=security))
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self._loop)

@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sut.proto import backend_pb2 as pb
 from sut.proto import backend_pb2_grpc as pb_grpc
+from sut.security import LinkSecurity
 from sut.wire import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, REQUEST_OVERHEAD_BYTES, info_to_dict
 
 
@@ -34,8 +35,10 @@ class LinkListener(Protocol):
 class WorkerLink:
     """The connection to one worker; the dispatcher's ledger holds the work sent over it."""
 
-    def __init__(self, address: str, listener: LinkListener, max_backoff_s: float = 5.0):
+    def __init__(self, address: str, listener: LinkListener, max_backoff_s: float = 5.0,
+                 security: LinkSecurity | None = None):
         self.address = address
+        self.security = security or LinkSecurity()
         self.listener = listener
         self.max_backoff_s = max_backoff_s
         self.state = LinkState.CONNECTING
@@ -128,7 +131,10 @@ class WorkerLink:
             backoff = min(backoff * 2, self.max_backoff_s)
 
     async def _connect_and_serve(self) -> None:
-        channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        options = CHANNEL_OPTIONS + self.security.channel_options()
+        credentials = self.security.channel_credentials()
+        channel = (grpc.aio.secure_channel(self.address, credentials, options=options) if credentials
+                   else grpc.aio.insecure_channel(self.address, options=options))
         try:
             await self._serve(channel)
         finally:
@@ -142,8 +148,14 @@ class WorkerLink:
         if status.status != health_pb2.HealthCheckResponse.SERVING:
             raise ConnectionError("health check: not serving yet (engine starting?)")
         stub = pb_grpc.BackendStub(channel)
-        self.info = info_to_dict(await stub.Info(pb.InfoRequest(), timeout=10))
-        call = stub.Generate()
+        metadata = self.security.call_metadata()
+        try:
+            self.info = info_to_dict(await stub.Info(pb.InfoRequest(), timeout=10, metadata=metadata))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                self.reached = False  # it answers, but not to us: waiting longer will not help
+            raise
+        call = stub.Generate(metadata=metadata)
         self._requests.clear()
         self._cancels.clear()
         sender = asyncio.create_task(self._send_loop(call))

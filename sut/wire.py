@@ -11,6 +11,7 @@ from sut.proto import backend_pb2 as pb
 TOKEN_DTYPE = "<i4"  # the layout LoadGen logs
 TOKEN_BYTES = 4
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+INVALID_REQUEST_PREFIX = "InvalidRequest: "  # a worker's error for a request no worker would accept
 REQUEST_OVERHEAD_BYTES = 256  # request id, sampling parameters and framing around a prompt
 
 
@@ -40,6 +41,10 @@ SERVER_OPTIONS = [
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
     ("grpc.http2.max_ping_strikes", 0),
 ]
+
+# A worker owns its port: without SO_REUSEPORT a second worker on the same port fails to bind
+# instead of silently sharing (and splitting) the coordinator's connections.
+WORKER_SERVER_OPTIONS = SERVER_OPTIONS + [("grpc.so_reuseport", 0)]
 
 
 def pack_tokens(ids: Sequence[int] | np.ndarray) -> bytes:

@@ -48,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     workers = p.add_argument_group("workers")
     workers.add_argument("--workers", default=None, help="HOST:PORT[,HOST:PORT...] of running workers")
+    workers.add_argument("--auth-token-file", default=None,
+                         help="file holding the workers' shared token (sent as authorization: Bearer)")
+    workers.add_argument("--tls-ca", default=None, help="CA certificate (PEM) the workers' TLS certificates chain to")
+    workers.add_argument("--tls-client-cert", default=None, help="client certificate (PEM) for workers that "
+                                                                 "require one (--tls-client-ca on the worker)")
+    workers.add_argument("--tls-client-key", default=None, help="the client certificate's key (PEM)")
+    workers.add_argument("--tls-server-name", default=None,
+                         help="name to expect in the workers' certificates when it differs from the address")
     workers.add_argument("--local-workers", type=_positive_int, default=2,
                          help="without --workers: how many local workers to start (default 2)")
     workers.add_argument("--local-engine", default="hf", help="without --workers: engine of local workers")

@@ -31,6 +31,8 @@ from sut.cluster import ClusterSUT, ClusterUnavailable, LoadGenResponder
 from sut.dispatch import DispatchLimits
 from sut.engines.base import SamplingParams
 from sut.dispatch.policies import create_policy
+from sut.security import LinkSecurity, SecurityError
+from sut.wire import RequestTooLarge
 from sut.worker.launch import LaunchError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]  # for audit/
@@ -152,10 +154,12 @@ def run(args) -> int:
         limits = DispatchLimits(max_attempts=args.max_attempts, stall_timeout_s=args.stall_timeout,
                                 request_timeout_s=args.request_timeout, no_worker_timeout_s=args.no_worker_timeout)
         policy = scenario.default_policy if args.policy == "auto" else args.policy
+        security = LinkSecurity.from_files(args.auth_token_file, args.tls_ca, args.tls_client_cert,
+                                           args.tls_client_key, args.tls_server_name)
         cluster = ClusterSUT(addresses, dataset.tok_inputs, params,
                              create_policy(policy, credit_factor=args.credit_factor, order=args.order),
                              needs_first_token=scenario.needs_first_token, on_fatal=fatal, limits=limits,
-                             responder=LoadGenResponder(lg))
+                             responder=LoadGenResponder(lg), security=security)
         infos = cluster.start(args.connect_timeout)
         missing = cluster.missing_workers()
         if missing:
@@ -163,7 +167,7 @@ def run(args) -> int:
                   file=sys.stderr)
         check_against_model(dataset, min(i["vocab_size"] or 0 for i in infos) or 0,
                             min(i["max_model_len"] or 0 for i in infos) or 0, params.max_new_tokens)
-        manifest.update(status="running", workers=infos, policy=args.policy)
+        manifest.update(status="running", workers=infos, policy=args.policy, link_security=security.describe())
         _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config)
         manifest.update(workers=cluster.worker_infos(), dispatch=cluster.snapshot(), **cluster.dispatch_record())
         if scenario.server_like:
@@ -265,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (InputError, DatasetError, SettingsError, LaunchError) as exc:
+    except (InputError, DatasetError, SettingsError, LaunchError, SecurityError, RequestTooLarge) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except ClusterUnavailable as exc:

@@ -26,7 +26,7 @@ from sut.dispatch.watchdog import Watchdog
 from sut.engines.base import SamplingParams
 from sut.proto import backend_pb2 as pb
 from sut.transport import WorkerLink
-from sut.wire import first_tokens, params_to_proto, token_count
+from sut.wire import INVALID_REQUEST_PREFIX, first_tokens, params_to_proto, token_count
 
 log = logging.getLogger("sut.dispatch")
 END_GAME_INTERVAL_S = 0.05
@@ -233,6 +233,9 @@ class Dispatcher:
         else:
             self.counters["errors"] += 1
             message = event.error.message if kind == "error" else "the worker cancelled the request itself"
+            if message.startswith(INVALID_REQUEST_PREFIX):  # no worker would accept it: retrying cannot help
+                self.fail(f"sample {query.index}: {worker.address} refused the request as invalid: {message}")
+                return
             if self.attempt_failed(attempt, message):
                 self.requeue_front([query])
 

@@ -3,12 +3,19 @@
 Requests that arrive while a batch runs wait for the next batch; within a batch, prompts are
 left-padded and decoded step by step with a KV cache, so the first token leaves after prefill
 (true TTFT) and every token is streamed as it is produced.
+
+One request can never fail another: requests are checked before they join a batch (ids within the
+vocabulary, finite sampling values); a sampling step that fails fails only its row; and when a
+batch's forward pass fails, its unfinished requests are retried one by one (each continuing from
+the tokens it has already streamed), so only the request that still fails alone gets the error.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import inspect
+import logging
+import math
 import queue
 import threading
 import time
@@ -19,6 +26,7 @@ from sut.engines.base import Engine, EngineError, EngineInfo, SamplingParams
 
 _DTYPES = ("auto", "float32", "float64", "bfloat16", "float16")
 _DONE = object()
+log = logging.getLogger("sut.engines.hf")
 
 
 @dataclass
@@ -28,7 +36,13 @@ class _Request:
     params: SamplingParams
     deliver: callable
     aborted: bool = False
+    finished: bool = False  # its end (_DONE or an exception) has been delivered
     generated: list[int] = field(default_factory=list)
+
+    def finish(self, item) -> None:
+        if not self.finished:
+            self.finished = True
+            self.deliver(item)
 
 
 class HFEngine(Engine):
@@ -116,14 +130,13 @@ class HFEngine(Engine):
     async def generate(self, request_id: str, prompt: Sequence[int],
                        params: SamplingParams) -> AsyncIterator[list[int]]:
         info = self.info()
-        if len(prompt) == 0:
-            raise EngineError("empty prompt")
-        if len(prompt) + params.max_new_tokens > info.max_model_len:
-            raise EngineError(f"prompt of {len(prompt)} tokens + {params.max_new_tokens} new tokens exceeds "
-                              f"max_model_len {info.max_model_len}")
+        prompt = list(map(int, prompt))
+        problem = self.check_request(prompt, params)
+        if problem:
+            raise EngineError(problem)
         loop = asyncio.get_running_loop()
         deltas: asyncio.Queue = asyncio.Queue()
-        request = _Request(request_id, list(map(int, prompt)), params,
+        request = _Request(request_id, prompt, params,
                            lambda item: loop.call_soon_threadsafe(deltas.put_nowait, item))
         self._requests[request_id] = request
         self._pending.put(request)
@@ -138,6 +151,25 @@ class HFEngine(Engine):
         finally:
             request.aborted = True
             self._requests.pop(request_id, None)
+
+    def check_request(self, prompt: list[int], params: SamplingParams) -> str | None:
+        """Why this request must not join a batch (it would fail the batch), or None."""
+        info = self.info()
+        if not prompt:
+            return "empty prompt"
+        if min(prompt) < 0 or max(prompt) >= info.vocab_size:
+            bad = min(prompt) if min(prompt) < 0 else max(prompt)
+            return f"prompt token {bad} outside the vocabulary [0, {info.vocab_size})"
+        if params.max_new_tokens < 1:
+            return f"max_new_tokens {params.max_new_tokens}: must be >= 1"
+        if len(prompt) + params.max_new_tokens > info.max_model_len:
+            return (f"prompt of {len(prompt)} tokens + {params.max_new_tokens} new tokens exceeds "
+                    f"max_model_len {info.max_model_len}")
+        if not math.isfinite(params.temperature) or params.temperature < 0:
+            return f"temperature {params.temperature}: must be finite and >= 0"
+        if not math.isfinite(params.top_p) or not 0.0 < params.top_p <= 1.0:
+            return f"top_p {params.top_p}: must be in (0, 1]"
+        return None
 
     async def abort(self, request_id: str) -> None:
         request = self._requests.pop(request_id, None)
@@ -166,46 +198,69 @@ class HFEngine(Engine):
                     break
                 batch.append(request)
             batch = [r for r in batch if not r.aborted]
-            if not batch:
-                continue
-            try:
-                self._run_batch(batch)
-            except Exception as exc:  # a failed batch fails its requests, never the engine thread
-                for request in batch:
-                    request.deliver(exc)
+            if batch:
+                self._run_isolated(batch)
+
+    def _run_isolated(self, batch: list[_Request]) -> None:
+        """Run a batch so that a failure reaches only the request(s) responsible; never raises."""
+        try:
+            self._run_batch(batch)
+            return
+        except Exception as exc:  # the failing row is unknown: retry each unfinished request alone
+            error = exc
+        live = [r for r in batch if not r.finished and not r.aborted]
+        if len(batch) > 1 and live:
+            log.warning("a batch of %d failed (%s: %s); retrying its %d unfinished requests one by one",
+                        len(batch), type(error).__name__, error, len(live))
+            for request in live:
+                try:
+                    self._run_batch([request])
+                except Exception as exc:
+                    request.finish(exc)
+        else:
+            for request in live:
+                request.finish(error)
 
     def _run_batch(self, batch: list[_Request]) -> None:
+        """Prefill then decode `batch` until each request ends. A request continues from the tokens
+        it has generated already (a retry after a failed batch streams no token twice)."""
         torch = self.torch
         device = self.device
-        width = max(len(r.prompt) for r in batch)
+        sequences = [r.prompt + r.generated for r in batch]
+        width = max(len(seq) for seq in sequences)
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, request in enumerate(batch):
-            ids[row, width - len(request.prompt):] = torch.tensor(request.prompt)
-            mask[row, width - len(request.prompt):] = 1
+        for row, seq in enumerate(sequences):
+            ids[row, width - len(seq):] = torch.tensor(seq)
+            mask[row, width - len(seq):] = 1
         ids, mask = ids.to(device), mask.to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         generators = [self._generator(r.params) for r in batch]
-        active = [True] * len(batch)
+        active = [not r.finished for r in batch]
         with torch.inference_mode():
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
             while True:
                 logits = out.logits[:, -1, :].float()
-                chosen = [self._choose(logits[row], r, generators[row]) if active[row] else self.pad_id
-                          for row, r in enumerate(batch)]
+                chosen = [self.pad_id] * len(batch)
                 for row, request in enumerate(batch):
                     if not active[row]:
                         continue
                     if request.aborted:
                         active[row] = False
                         continue
-                    token = chosen[row]
+                    try:  # a row whose sampling fails (bad values) fails alone
+                        token = self._choose(logits[row], request, generators[row])
+                    except Exception as exc:
+                        active[row] = False
+                        request.finish(exc)
+                        continue
+                    chosen[row] = token
                     request.generated.append(token)
                     request.deliver([token])
                     stop = token in self.eos_ids and not request.params.ignore_eos
                     if stop or len(request.generated) >= request.params.max_new_tokens:
                         active[row] = False
-                        request.deliver(_DONE)
+                        request.finish(_DONE)
                 if not any(active):
                     return
                 mask = torch.cat([mask, torch.ones((len(batch), 1), dtype=mask.dtype, device=device)], dim=1)

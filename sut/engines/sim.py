@@ -96,7 +96,8 @@ class SimEngine(Engine):
                           engine_args={"prefill_tps": str(t.prefill_tps), "step_ms": str(t.step_ms),
                                        "step_ms_per_seq": str(t.step_ms_per_seq), "max_seqs": str(t.max_seqs),
                                        "max_batched_tokens": str(t.max_batched_tokens),
-                                       "speed": str(t.speed), "instant": str(t.instant)})
+                                       "speed": str(t.speed), "instant": str(t.instant),
+                                       "output_tokens": str(t.output_tokens)})
 
     def output_for(self, prompt: Sequence[int], params: SamplingParams) -> list[int]:
         n = self.timing.output_tokens or params.max_new_tokens
@@ -105,8 +106,14 @@ class SimEngine(Engine):
 
     async def generate(self, request_id: str, prompt: Sequence[int],
                        params: SamplingParams) -> AsyncIterator[list[int]]:
-        if len(prompt) + params.max_new_tokens > self.timing.max_model_len:
-            raise EngineError(f"prompt of {len(prompt)} tokens exceeds max_model_len {self.timing.max_model_len}")
+        if params.max_new_tokens <= 0:  # an empty output would never finish in the step loop
+            raise EngineError(f"max_new_tokens {params.max_new_tokens}: must be >= 1")
+        if len(prompt) == 0:
+            raise EngineError("empty prompt")
+        output_len = max(self.timing.output_tokens or params.max_new_tokens, params.min_new_tokens)
+        if len(prompt) + max(params.max_new_tokens, output_len) > self.timing.max_model_len:
+            raise EngineError(f"prompt of {len(prompt)} tokens + {output_len} new tokens exceeds max_model_len "
+                              f"{self.timing.max_model_len}")
         tokens = self.output_for(prompt, params)
         if self.timing.instant:
             yield tokens

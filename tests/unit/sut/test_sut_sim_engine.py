@@ -167,3 +167,28 @@ def test_progress_rises_while_generating():
     assert samples == sorted(samples)
     assert len(set(samples)) > 2  # it rose during the generation, not just at the end
     assert final == 40  # 2 sequences × 20 steps each
+
+
+@pytest.mark.parametrize("instant", [False, True])
+@pytest.mark.parametrize("max_new, min_new", [(0, 0), (0, 1), (-4, 0)])
+def test_max_new_tokens_below_one_is_an_engine_error_not_a_hang(instant, max_new, min_new):
+    async def main():
+        engine = make_engine(*(["--instant"] if instant else []))
+        await engine.start()
+        try:
+            with pytest.raises(EngineError, match="max_new_tokens"):
+                await asyncio.wait_for(collect(engine, "x", [1, 2], SamplingParams(max_new_tokens=max_new,
+                                                                                   min_new_tokens=min_new)), 1.0)
+        finally:
+            await engine.close()
+    asyncio.run(main())
+
+
+def test_min_new_tokens_beyond_max_model_len_is_refused_before_building_the_output():
+    async def main():
+        engine = make_engine("--max-model-len", "100", "--instant")
+        await engine.start()
+        with pytest.raises(EngineError, match="max_model_len 100"):
+            await collect(engine, "x", [1], SamplingParams(max_new_tokens=4, min_new_tokens=10 ** 9))
+        await engine.close()
+    asyncio.run(main())
