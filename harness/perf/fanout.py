@@ -9,6 +9,7 @@ e  the same with two equal workers (the end game must waste almost nothing)
 b  16 workers of mixed speeds: Offline against the ideal; Server at 70 % of their summed rate
 c  coordinator ceiling with instant engines: Offline samples/s (goal >= 5000) and the latency a
    1000-QPS Server run adds (p99 first-token latency through LoadGen, gRPC and back; goal < 5 ms)
+t  the same over TLS with a token (goal: >= 0.95 of c)
 Everything is real but the engine: LoadGen, the harness, gRPC over loopback, worker processes.
 """
 from __future__ import annotations
@@ -116,18 +117,31 @@ def part_b(bench: Bench, samples: int) -> dict:
             "server_tpot_p99_ms": server["tpot_p99_ms"]}
 
 
-def part_c(bench: Bench) -> dict:
-    addresses = bench.start([["--instant"], ["--instant"]])
-    offline = bench.run(addresses, 20000)
-    server = bench.run(addresses, 10000, "Server", 1000.0)
-    return {"offline_samples_per_s": offline["samples_per_s"], "server_qps": 1000.0,
+def part_c(bench: Bench, secure: bool = False) -> dict:
+    """The coordinator's ceiling; with `secure`, over TLS with a token (the cost of a secured link)."""
+    worker_flags, link_flags = ["--instant"], []
+    if secure:
+        from sut.worker.bench_security import make_certificates  # needs cryptography (the test extra)
+        certs = make_certificates(bench.workdir)
+        worker_flags += ["--auth-token-file", certs["token"], "--tls-cert", certs["cert"], "--tls-key", certs["key"]]
+        link_flags = ["--auth-token-file", certs["token"], "--tls-ca", certs["ca"]]
+    addresses = bench.start([worker_flags, worker_flags])
+    offline = bench.run(addresses, 20000, extra=link_flags)
+    server = bench.run(addresses, 10000, "Server", 1000.0, extra=link_flags)
+    bench.stop()
+    return {"secure": secure, "offline_samples_per_s": offline["samples_per_s"], "server_qps": 1000.0,
             "server_completed_per_s": server["completed_per_s"], "added_latency_p50_ms": server["ttft_p50_ms"],
             "added_latency_p99_ms": server["ttft_p99_ms"]}
 
 
+def _ceiling_line(label: str, c: dict) -> str:
+    return (f"{label}  Offline {c['offline_samples_per_s']:,.0f} samples/s (goal >= 5000)   Server 1000 qps: added "
+            f"latency p50 {c['added_latency_p50_ms']:.2f} ms, p99 {c['added_latency_p99_ms']:.2f} ms (goal < 5)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--parts", default="a,e,b,c")
+    p.add_argument("--parts", default="a,e,b,c,t")
     p.add_argument("--samples", type=int, default=1500, help="part a (part b uses 3x)")
     p.add_argument("--results", default=None)
     args = p.parse_args(argv)
@@ -148,10 +162,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"{b['server_ttft_p99_ms']:.1f} ms, TPOT p99 {b['server_tpot_p99_ms']:.2f} ms", flush=True)
             bench.stop()
         if "c" in parts:
-            results["c"] = c = part_c(bench)
-            print(f"c  instant engines  Offline {c['offline_samples_per_s']:,.0f} samples/s (goal >= 5000)   Server "
-                  f"1000 qps: added latency p50 {c['added_latency_p50_ms']:.2f} ms, p99 "
-                  f"{c['added_latency_p99_ms']:.2f} ms (goal < 5)", flush=True)
+            results["c"] = part_c(bench)
+            print(_ceiling_line("c  instant engines", results["c"]), flush=True)
+        if "t" in parts:
+            results["t"] = t = part_c(bench, secure=True)
+            print(_ceiling_line("t  instant, TLS+token", t), flush=True)
+            if "c" in results:
+                print(f"t  TLS+token / plaintext Offline = "
+                      f"{t['offline_samples_per_s'] / results['c']['offline_samples_per_s']:.3f} (goal >= 0.95)")
     finally:
         bench.stop()
     print("(SIMULATED engines: dispatch and coordinator figures, not GPU results)")
