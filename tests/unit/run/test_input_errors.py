@@ -64,7 +64,23 @@ def test_unparsable_user_conf(harness, dataset, tmp_path):
     conf = tmp_path / "user.conf"
     conf.write_text("llama3_1-8b.Offline.target_qps = fast\n")
     result = harness("--workers", "127.0.0.1:1", "--dataset", dataset, "--user-conf", conf)
-    _assert_input_error(result, f"--user-conf {conf}: a value is not a number")
+    _assert_input_error(result, f"--user-conf {conf}:1:", "target_qps value 'fast' is not a number")
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ("llama3_1-8b.Offline.target_qpps = 10", "unknown key 'target_qpps'"),
+    ("llama3-8b.Offline.target_qps = 10", "unknown model 'llama3-8b'"),
+    ("llama3_1-8b.Sever.target_qps = 10", "unknown scenario 'Sever'"),
+    ("llama3_1-8b.Server.min_duration = -5", "min_duration must be >= 0 ms"),
+    ("llama3_1-8b.Server.target_qps = 0", "target_qps must be > 0"),
+    ("llama3_1-8b.Server.target_latency_percentile = 100.5", "must be in (0, 100]"),
+    ("llama3_1-8b.Server target_qps = 1", "not of the form model.scenario.key = value"),
+])
+def test_user_conf_checked_before_loadgen(harness, dataset, tmp_path, line, fragment):
+    conf = tmp_path / "user.conf"
+    conf.write_text(f"# checked before LoadGen reads it\n{line}\n")
+    result = harness("--workers", "127.0.0.1:1", "--dataset", dataset, "--user-conf", conf)
+    _assert_input_error(result, f"--user-conf {conf}:2:", fragment)
 
 
 def test_forced_output_tokens_refused_in_accuracy_mode(harness):
