@@ -7,7 +7,8 @@ runs in a thread of its own and the main thread waits in short joins, where hand
 - First signal during StartTest: every outstanding and later query is answered empty
   (`ClusterSUT.abort`), so LoadGen finishes and writes its logs; the main thread waits up to
   `grace_s` for StartTest to return. Offline returns at once (every query was issued up front).
-  A Server-like schedule runs on until min_duration (LoadGen cannot end it early): after `grace_s`
+  A Server schedule runs on until min_duration (LoadGen cannot end it early; SingleStream runs out
+  of pre-generated queries at once): after `grace_s`
   the run ends without LoadGen's summary (the detail log so far stays).
 - First signal outside StartTest (workers starting, the report): `Interrupted` is raised in the
   main thread and the run's `finally` blocks clean up.

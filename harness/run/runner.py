@@ -253,7 +253,7 @@ def _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit
     log_settings.enable_trace = args.trace
     label = f"{args.scenario} {args.mode}"
 
-    def stuck() -> None:  # a Server-like schedule runs on until min_duration: LoadGen cannot end it early
+    def stuck() -> None:  # a Server schedule runs on until min_duration: LoadGen cannot end it early
         with fatal._lock:
             record_interrupt(fatal, guard, (
                 f"{guard.reason()}: every query was answered empty, but LoadGen cannot end a {args.scenario} "
