@@ -2,21 +2,59 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from harness.benchmarks.definitions import MODEL_NAMES
 from harness.benchmarks.scenarios import SCENARIOS
 from harness.run.settings import MODES
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
+INT32_MAX = 2 ** 31 - 1
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A bad flag is one `error:` line naming it (argparse's default adds the whole usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (python -m harness --help lists the flags)\n")
+
+
+def int_in(low: int, high: int | None = None):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                f"{value} is out of range ({low}..{high if high is not None else 'any'})")
+        return value
+    parse.__name__ = "int"
+    return parse
+
+
+def float_in(low: float, high: float | None = None, low_open: bool = False, note: str = ""):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        too_low = value <= low if low_open else value < low
+        if not math.isfinite(value) or too_low or (high is not None and value > high):
+            bounds = f"{'(' if low_open else '['}{low:g}, {'%g]' % high if high is not None else 'inf)'}"
+            raise argparse.ArgumentTypeError(f"{text} is outside {bounds}{note}")
+        return value
+    parse.__name__ = "float"
+    return parse
+
+
+_positive_int = int_in(1)
+_token_count = int_in(1, INT32_MAX)
+_seconds = float_in(0, low_open=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m harness",
         description="Run one MLPerf LoadGen test of Llama-3.1-8B against gRPC backend workers. With no "
                     "--workers and no --dataset it runs a short smoke test on a built-in tiny model.",
@@ -62,17 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     workers.add_argument("--model", default=None, help="without --workers: model directory for local workers "
                                                         "(default: the built-in tiny model)")
     workers.add_argument("--local-worker-args", default="", help="extra flags for local workers, one string")
-    workers.add_argument("--connect-timeout", type=float, default=600.0,
+    workers.add_argument("--connect-timeout", type=_seconds, default=600.0,
                          help="seconds to wait for every worker to be ready (default 600); the run starts "
                               "with those ready, late ones join")
 
     sampling = p.add_argument_group("sampling (defaults: the MLPerf rules)")
-    sampling.add_argument("--max-new-tokens", type=_positive_int, default=128)
-    sampling.add_argument("--min-new-tokens", type=_positive_int, default=1)
-    sampling.add_argument("--temperature", type=float, default=0.0)
-    sampling.add_argument("--top-k", type=int, default=1)
-    sampling.add_argument("--top-p", type=float, default=1.0)
-    sampling.add_argument("--seed", type=int, default=42)
+    sampling.add_argument("--max-new-tokens", type=_token_count, default=128)
+    sampling.add_argument("--min-new-tokens", type=_token_count, default=1)
+    sampling.add_argument("--temperature", type=float_in(0), default=0.0)
+    sampling.add_argument("--top-k", type=int_in(0, INT32_MAX), default=1, help="0: no top-k limit")
+    sampling.add_argument("--top-p", type=float_in(0, 1, low_open=True), default=1.0)
+    sampling.add_argument("--seed", type=int_in(0, 2 ** 63 - 1), default=42)
     sampling.add_argument("--force-output-tokens", action="store_true",
                           help="benchmark only: exactly --max-new-tokens per sample, EOS ignored "
                                "(refused in AccuracyOnly; marked in the manifest)")
@@ -82,15 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
                           help="auto: pull for Offline, least-work otherwise")
     dispatch.add_argument("--order", default="fifo", choices=("fifo", "longest-first"),
                           help="pull policy: order of queries (default fifo)")
-    dispatch.add_argument("--credit-factor", type=float, default=2.0,
+    dispatch.add_argument("--credit-factor", type=_seconds, default=2.0,
                           help="pull policy: in-flight requests per worker as a multiple of its capacity "
                                "(default 2)")
-    dispatch.add_argument("--stall-timeout", type=float, default=120.0,
+    dispatch.add_argument("--stall-timeout", type=_seconds, default=120.0,
                           help="seconds without any event from a busy worker before its work is re-issued")
-    dispatch.add_argument("--request-timeout", type=float, default=600.0,
+    dispatch.add_argument("--request-timeout", type=_seconds, default=600.0,
                           help="seconds after which a request also goes to another worker; the first "
                                "answer wins (default 600)")
-    dispatch.add_argument("--no-worker-timeout", type=float, default=30.0,
+    dispatch.add_argument("--no-worker-timeout", type=_seconds, default=30.0,
                           help="seconds with no worker available before the run fails (default 30)")
     dispatch.add_argument("--max-attempts", type=_positive_int, default=3,
                           help="engine errors tolerated per sample before the run fails")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
+import subprocess
 import time
 
 from sut.worker.launch import LaunchError, WorkerProcess, WorkerSpec
@@ -27,9 +29,25 @@ class LocalWorkers:
             self.stop()
             raise LaunchError(f"local {exc}") from None
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM to each worker's whole process group (an engine may have children), SIGKILL to
+        what is left after grace_s."""
         for worker in self.workers:
-            worker.stop()
+            if worker.running:
+                worker.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for worker in self.workers:
+            try:
+                worker.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            worker.send_signal(signal.SIGKILL)  # the group's stragglers, or the worker itself
+        for worker in self.workers:
+            worker.stop()  # reaps and closes the log
+
+    def pids_and_logs(self) -> list[tuple[int, pathlib.Path]]:
+        """Each worker's pid (also its process group id: it runs in a session of its own) and log."""
+        return [(worker.process.pid, worker.log_path) for worker in self.workers]
 
     def kill(self) -> None:
         for worker in self.workers:

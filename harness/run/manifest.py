@@ -46,6 +46,12 @@ class Manifest:
         self.write()
 
     def write(self) -> None:
+        """Never raises: a manifest that cannot be written (disk full, folder gone) is reported on
+        stderr, and the run goes on to write what it still can."""
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str))
-        tmp.replace(self.path)
+        try:
+            tmp.write_text(json.dumps(self.data, indent=2, default=str))
+            tmp.replace(self.path)
+        except OSError as exc:
+            print(f"ERROR: could not write {self.path}: {exc.strerror or exc}; the run's record is incomplete",
+                  file=sys.stderr, flush=True)

@@ -19,8 +19,11 @@ from harness.benchmarks.definitions import by_model_name
 from harness.benchmarks.scenarios import SCENARIOS
 from harness.run.dataset import DatasetError, check_against_model, load_dataset
 from harness.run.flags import build_parser
+from harness.run.interrupts import Interrupted, SignalGuard, exit_code, hard_exit, run_interruptibly
 from harness.run.local_workers import LocalWorkers
 from harness.run.manifest import Manifest
+from harness.run.preflight import PreflightError, check_disk_space, check_output, check_token_ids, \
+    estimate_log_bytes, issued_samples, parse_workers
 from harness.run.progress import Progress
 from harness.run.settings import SettingsError, build_test_settings, check_model_name, effective_settings, \
     short_run_user_conf
@@ -37,6 +40,7 @@ from sut.worker.launch import LaunchError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]  # for audit/
 EXIT_OK, EXIT_REJECTED, EXIT_INPUT, EXIT_CLUSTER = 0, 1, 2, 3
+INTERRUPT_GRACE_S = 8.0  # after a signal, how long StartTest may take to return
 SMOKE_BANNER = "smoke run, not a valid submission run"
 
 
@@ -70,17 +74,17 @@ class FatalHandler:
     """The one way out when a query cannot be answered: LoadGen would wait forever (and ignores
     Ctrl-C), so write the reason where the user looks, stop local workers, and exit now."""
 
-    def __init__(self, run_dir: pathlib.Path):
+    def __init__(self, run_dir: pathlib.Path | None):
         self.run_dir = run_dir
         self.local: LocalWorkers | None = None
         self.manifest: Manifest | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by a second signal arriving while an exit is written
 
     def __call__(self, message: str) -> None:
         with self._lock:
             text = f"run failed: {message}"
             try:
-                (self.run_dir / "failure.txt").write_text(text + "\n")
+                write_failure(self.run_dir, text)
                 if self.manifest:
                     self.manifest.update(status="failed", failure=message)
             finally:
@@ -90,7 +94,53 @@ class FatalHandler:
                 os._exit(EXIT_CLUSTER)
 
 
+def write_failure(run_dir: pathlib.Path, text: str) -> None:
+    try:
+        (run_dir / "failure.txt").write_text(text + "\n")
+    except OSError as exc:
+        print(f"ERROR: could not write {run_dir / 'failure.txt'}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+
+
+def record_interrupt(fatal: "FatalHandler", guard: SignalGuard, message: str) -> None:
+    """failure.txt and the manifest say "interrupted" and by which signal; stderr says where the logs are."""
+    if fatal.run_dir is not None:
+        write_failure(fatal.run_dir, f"run {message}")
+    if fatal.manifest is not None:
+        fatal.manifest.update(status="interrupted", interrupted_by=guard.name, failure=message)
+    where = f"; logs kept in {fatal.run_dir}" if fatal.run_dir is not None else ""
+    print(f"\nrun {message}{where}", file=sys.stderr, flush=True)
+
+
 def run(args) -> int:
+    fatal = FatalHandler(None)
+
+    def force_exit(signum: int, message: str) -> None:
+        with fatal._lock:
+            record_interrupt(fatal, guard, message)
+            if fatal.local:
+                fatal.local.stop(grace_s=0)
+            hard_exit(exit_code(signum))
+
+    with SignalGuard(force_exit) as guard:
+        try:
+            return _run(args, guard, fatal)
+        except Interrupted as exc:
+            if fatal.local:  # a signal may have cut the run's own clean-up short
+                fatal.local.stop(grace_s=3.0)
+            record_interrupt(fatal, guard, guard.reason() + _kept_note(fatal.run_dir))
+            return exit_code(exc.signum)
+
+
+def _kept_note(run_dir: pathlib.Path | None) -> str:
+    if run_dir is None:
+        return " before the run started"
+    summary = run_dir / "mlperf_log_summary.txt"
+    if summary.is_file() and summary.stat().st_size:
+        return "; LoadGen finished (every outstanding query answered empty) and wrote its logs"
+    return ""
+
+
+def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
     import mlperf_loadgen as lg
 
     scenario = SCENARIOS[args.scenario]
@@ -102,6 +152,8 @@ def run(args) -> int:
         raise InputError("--dataset is required with --workers")
     if not args.workers and args.dataset and not args.model:
         raise InputError("--dataset without --workers needs --model DIR for the local workers")
+    addresses = parse_workers(args.workers) if args.workers else None
+    check_output(args.output)
 
     model_dir = args.model
     if smoke:
@@ -111,25 +163,35 @@ def run(args) -> int:
     else:
         dataset_path = pathlib.Path(args.dataset)
     dataset = load_dataset(dataset_path, args.total_sample_count)
+    check_token_ids(dataset)
 
     run_dir = make_run_dir(args.output, args.scenario, args.mode)
-    user_conf = pathlib.Path(args.user_conf or "user.conf")
-    if smoke and args.user_conf is None:
-        user_conf = run_dir / "user.conf"
-        user_conf.write_text(short_run_user_conf(model_name, len(dataset)))
-    settings = build_test_settings(lg, args.scenario, args.mode, model_name, user_conf)
-    if user_conf.resolve() != (run_dir / "user.conf").resolve():
-        shutil.copy(user_conf, run_dir / "user.conf")
-    perf_count = settings.performance_sample_count_override or len(dataset)
-    if perf_count > len(dataset):
-        raise InputError(f"{user_conf}: performance_sample_count_override is {perf_count} (mlperf.conf's value "
-                         f"unless user.conf sets it) but {dataset.path} has {len(dataset)} records; set "
-                         f"{model_name}.*.performance_sample_count_override = {len(dataset)} or use the full dataset")
+    try:
+        user_conf = pathlib.Path(args.user_conf or "user.conf")
+        if smoke and args.user_conf is None:
+            user_conf = run_dir / "user.conf"
+            user_conf.write_text(short_run_user_conf(model_name, len(dataset)))
+        settings = build_test_settings(lg, args.scenario, args.mode, model_name, user_conf)
+        if user_conf.resolve() != (run_dir / "user.conf").resolve():
+            shutil.copy(user_conf, run_dir / "user.conf")
+        perf_count = settings.performance_sample_count_override or len(dataset)
+        if perf_count > len(dataset):
+            raise InputError(f"{user_conf}: performance_sample_count_override is {perf_count} (mlperf.conf's value "
+                             f"unless user.conf sets it) but {dataset.path} has {len(dataset)} records; set "
+                             f"{model_name}.*.performance_sample_count_override = {len(dataset)} or use the full "
+                             f"dataset")
+        accuracy = args.mode == "AccuracyOnly" or args.audit is not None
+        issued = issued_samples(settings, scenario.server_like, args.mode == "AccuracyOnly", len(dataset))
+        check_disk_space(run_dir, estimate_log_bytes(issued, accuracy, params.max_new_tokens, args.trace),
+                         f"LoadGen's logs for about {issued} samples")
+    except (InputError, SettingsError, PreflightError):
+        shutil.rmtree(run_dir, ignore_errors=True)  # nothing of a run yet: no stale folder under --output
+        raise
     audit_config = run_dir / "audit.config"
     if args.audit:
         shutil.copy(REPO_ROOT / "audit" / args.audit / "audit.config", audit_config)
 
-    fatal = FatalHandler(run_dir)
+    fatal.run_dir = run_dir
     manifest = Manifest(run_dir / "manifest.json", status="starting", scenario=args.scenario, mode=args.mode,
                         model_name=model_name, smoke=smoke, dataset=str(dataset.path), samples=len(dataset),
                         sampling=dataclasses.asdict(params), forced_output_tokens=args.force_output_tokens,
@@ -144,12 +206,11 @@ def run(args) -> int:
     local = None
     cluster = None
     try:
-        if args.workers:
-            addresses = [a.strip() for a in args.workers.split(",") if a.strip()]
-        else:
+        if not args.workers:
             local = LocalWorkers(args.local_workers, args.local_engine, model_dir, run_dir,
                                  shlex.split(args.local_worker_args))
             fatal.local = local
+            manifest.update(local_workers=[{"pid": pid, "log": str(log)} for pid, log in local.pids_and_logs()])
             addresses = local.wait_ready(args.connect_timeout)
         limits = DispatchLimits(max_attempts=args.max_attempts, stall_timeout_s=args.stall_timeout,
                                 request_timeout_s=args.request_timeout, no_worker_timeout_s=args.no_worker_timeout)
@@ -168,21 +229,24 @@ def run(args) -> int:
         check_against_model(dataset, min(i["vocab_size"] or 0 for i in infos) or 0,
                             min(i["max_model_len"] or 0 for i in infos) or 0, params.max_new_tokens)
         manifest.update(status="running", workers=infos, policy=args.policy, link_security=security.describe())
-        _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config)
+        _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config, guard, fatal)
         manifest.update(workers=cluster.worker_infos(), dispatch=cluster.snapshot(), **cluster.dispatch_record())
+        if guard.signum:
+            raise Interrupted(guard.signum)
         if scenario.server_like:
             (run_dir / "issue_schedule.json").write_text(json.dumps(cluster.issue_schedule()))
     finally:
         if cluster:
             cluster.close()
         if local:
-            local.stop()
+            local.stop(grace_s=3.0 if guard.signum else 5.0)
         if audit_config.exists():
             audit_config.unlink()
     return _report(args, run_dir, manifest, dataset, smoke, args.tokenizer or model_dir)
 
 
-def _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config) -> None:
+def _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config, guard: SignalGuard,
+                fatal: FatalHandler) -> None:
     sut = lg.ConstructSUT(cluster.issue_queries, cluster.flush_queries)
     qsl = lg.ConstructQSL(len(dataset), perf_count, lambda _: None, lambda _: None)
     output = lg.LogOutputSettings()
@@ -192,9 +256,22 @@ def _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit
     log_settings.log_output = output
     log_settings.enable_trace = args.trace
     label = f"{args.scenario} {args.mode}"
+
+    def stuck() -> None:  # a Server schedule runs on until min_duration: LoadGen cannot end it early
+        with fatal._lock:
+            record_interrupt(fatal, guard, (
+                f"{guard.reason()}: every query was answered empty, but LoadGen cannot end a {args.scenario} "
+                f"schedule early, so StartTest had not returned {INTERRUPT_GRACE_S:g} s later; LoadGen's summary "
+                f"is not written (the detail log so far is kept)"))
+            if fatal.local:
+                fatal.local.stop(grace_s=1.0)
+            hard_exit(exit_code(guard.signum))
+
     try:
         with Progress(cluster.snapshot, label, enabled=not args.quiet):
-            lg.StartTestWithLogSettings(sut, qsl, settings, log_settings, str(audit_config))
+            run_interruptibly(lambda: lg.StartTestWithLogSettings(sut, qsl, settings, log_settings,
+                                                                  str(audit_config)),
+                              guard, cluster.abort, INTERRUPT_GRACE_S, stuck)
     finally:
         lg.DestroyQSL(qsl)
         lg.DestroySUT(sut)
@@ -266,10 +343,13 @@ def _accuracy_log_indices(path: pathlib.Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a bad flag (one `error:` line, exit 2) or --help
+        return exc.code if isinstance(exc.code, int) else EXIT_INPUT
     try:
         return run(args)
-    except (InputError, DatasetError, SettingsError, LaunchError, SecurityError, RequestTooLarge) as exc:
+    except (InputError, DatasetError, SettingsError, LaunchError, PreflightError, SecurityError, RequestTooLarge) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except ClusterUnavailable as exc:

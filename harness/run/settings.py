@@ -6,6 +6,7 @@ import pathlib
 
 from harness.benchmarks.definitions import MODEL_NAMES, UnknownBenchmark, by_model_name
 from harness.benchmarks.scenarios import SCENARIOS
+from harness.run.user_conf import UserConfError, check_user_conf
 
 MODES = ("PerformanceOnly", "AccuracyOnly")
 
@@ -33,6 +34,10 @@ def build_test_settings(lg, scenario: str, mode: str, model_name: str, user_conf
     """FromConfig exactly once per process: a second call silently drops mlperf.conf."""
     if not user_conf.is_file():
         raise SettingsError(f"--user-conf {user_conf}: file not found")
+    try:
+        check_user_conf(user_conf)  # LoadGen ignores unknown lines and has no line numbers
+    except UserConfError as exc:
+        raise SettingsError(str(exc)) from None
     loadgen_scenario = SCENARIOS[scenario].loadgen_scenario
     settings = lg.TestSettings()
     rc = settings.FromConfig(str(user_conf), model_name, loadgen_scenario)

@@ -29,27 +29,68 @@ class PackageError(ValueError):
     pass
 
 
-def _manifest(run: pathlib.Path) -> dict:
+def _manifest(run: pathlib.Path) -> dict | None:
+    """The run's manifest, or None (with a warning line) for a folder that is not a finished run:
+    `--runs runs/*` may sweep up stale, foreign or interrupted folders, which must not stop the rest."""
+    problem = None
     try:
-        return json.loads((run / "manifest.json").read_text())
+        m = json.loads((run / "manifest.json").read_text())
+        if not isinstance(m, dict):
+            problem = "manifest.json is not a JSON object"
+        elif m.get("status") != "done":
+            problem = f"status is {m.get('status')!r}, not a finished run"
     except FileNotFoundError:
-        raise PackageError(f"--runs {run}: no manifest.json (not a harness run directory)") from None
+        problem = "no manifest.json (not a harness run directory)"
+    except NotADirectoryError:
+        problem = "not a directory"
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = f"manifest.json cannot be read ({exc})"
     except json.JSONDecodeError as exc:
-        raise PackageError(f"{run / 'manifest.json'}: not valid JSON ({exc.msg})") from None
+        problem = f"manifest.json is not valid JSON ({exc.msg})"
+    if problem:
+        print(f"warning: --runs {run}: {problem}; skipped", file=sys.stderr)
+        return None
+    return m
 
 
-def classify(runs: list[pathlib.Path]) -> dict[tuple[str, str], dict[str, tuple[pathlib.Path, dict]]]:
+def unofficial_reasons(m: dict) -> list[str]:
+    """Why a run is not an official result: a smoke run, simulated workers, forced output lengths."""
+    reasons = []
+    if m.get("smoke"):
+        reasons.append("a smoke run (built-in tiny model)")
+    simulated = [w.get("address") or w.get("worker_id") or "?" for w in m.get("workers") or [] if w.get("simulated")]
+    if simulated:
+        reasons.append(f"simulated workers ({', '.join(simulated)})")
+    if m.get("forced_output_tokens"):
+        reasons.append("--force-output-tokens (output lengths forced, EOS ignored)")
+    return reasons
+
+
+def classify(runs: list[pathlib.Path], allow_unofficial: bool = False, allow_mixed_revisions: bool = False
+             ) -> dict[tuple[str, str], dict[str, tuple[pathlib.Path, dict]]]:
     """(benchmark, scenario) -> {'performance'|'accuracy'|'TEST06': (run dir, manifest)}."""
     groups: dict[tuple[str, str], dict] = {}
+    revisions: dict[str, list[pathlib.Path]] = {}
     for run in runs:
         m = _manifest(run)
-        if m.get("status") != "done":
-            raise PackageError(f"--runs {run}: status is {m.get('status')!r}, not a finished run")
+        if m is None:
+            continue
+        reasons = unofficial_reasons(m)
+        if reasons and not allow_unofficial:
+            raise PackageError(f"--runs {run}: not an official result: {'; '.join(reasons)}; pass "
+                               f"--allow-unofficial to package it anyway (its README will say so)")
+        revisions.setdefault(str(m.get("git_revision") or "unknown"), []).append(run)
         kind = "TEST06" if m.get("audit") == "TEST06" else ("accuracy" if m["mode"] == "AccuracyOnly" else "performance")
         key = (submission_folder(m["model_name"]), m["scenario"])
         if kind in groups.setdefault(key, {}):
             raise PackageError(f"--runs: two {kind} runs for {key[0]}/{key[1]}: {groups[key][kind][0]} and {run}")
         groups[key][kind] = (run, m)
+    if not groups:
+        raise PackageError("--runs: no finished harness run among them")
+    if len(revisions) > 1 and not allow_mixed_revisions:
+        raise PackageError("--runs: made by different harness revisions: " + "; ".join(
+            f"{rev} ({', '.join(str(r) for r in runs_)})" for rev, runs_ in sorted(revisions.items()))
+            + "; pass --allow-mixed-revisions to package them together (the README will say so)")
     return groups
 
 
@@ -131,10 +172,11 @@ def copy_logs(src: pathlib.Path, dst: pathlib.Path, names: tuple[str, ...]) -> N
 
 
 def package(runs: list[pathlib.Path], system_file: pathlib.Path, org: str, division: str, out: pathlib.Path,
-            measurements_file: pathlib.Path | None = None) -> pathlib.Path:
+            measurements_file: pathlib.Path | None = None, allow_unofficial: bool = False,
+            allow_mixed_revisions: bool = False) -> pathlib.Path:
     if division not in DIVISIONS:
         raise PackageError(f"--division {division!r}: choose one of {', '.join(DIVISIONS)}")
-    groups = classify(runs)
+    groups = classify(runs, allow_unofficial, allow_mixed_revisions)
     manifests = [m for group in groups.values() for _, m in group.values()]
     system = build_system(system_file, org, division, manifests)
     user_measurements = json.loads(measurements_file.read_text()) if measurements_file else {}
@@ -183,10 +225,19 @@ def package(runs: list[pathlib.Path], system_file: pathlib.Path, org: str, divis
 
 
 def _readme(benchmark: str, scenario: str, group: dict) -> str:
-    lines = [f"# {benchmark} {scenario}", "", "Produced with mlperf-llm-harness. Commands, as recorded in each "
-             "run's manifest.json:", ""]
+    lines = [f"# {benchmark} {scenario}", ""]
+    unofficial = {kind: unofficial_reasons(m) for kind, (_, m) in sorted(group.items()) if unofficial_reasons(m)}
+    if unofficial:
+        lines += ["**UNOFFICIAL: not a valid MLPerf result** (packaged with --allow-unofficial):", ""]
+        lines += [f"- {kind}: {'; '.join(reasons)}" for kind, reasons in unofficial.items()] + [""]
+    revisions = {str(m.get("git_revision") or "unknown") for _, m in group.values()}
+    if len(revisions) > 1:
+        lines += [f"**Mixed harness revisions** (packaged with --allow-mixed-revisions): "
+                  f"{', '.join(sorted(revisions))}", ""]
+    lines += ["Produced with mlperf-llm-harness. Commands, as recorded in each run's manifest.json:", ""]
     for kind, (run, m) in sorted(group.items()):
-        lines += [f"- {kind}: `{' '.join(public_name(a) for a in m.get('command', []))}`"]
+        lines += [f"- {kind} (harness revision {m.get('git_revision') or 'unknown'}): "
+                  f"`{' '.join(public_name(a) for a in m.get('command', []))}`"]
     return "\n".join(lines) + "\n"
 
 
@@ -199,9 +250,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=pathlib.Path)
     p.add_argument("--measurements", type=pathlib.Path, default=None,
                    help="JSON with measurements.json fields to override the detected ones")
+    p.add_argument("--allow-unofficial", action="store_true",
+                   help="package smoke runs, runs on simulated workers or with --force-output-tokens (each "
+                        "scenario's README says so)")
+    p.add_argument("--allow-mixed-revisions", action="store_true",
+                   help="package runs made by different harness revisions (the README names them)")
     args = p.parse_args(argv)
     try:
-        root = package(args.runs, args.system, args.org, args.division, args.out, args.measurements)
+        root = package(args.runs, args.system, args.org, args.division, args.out, args.measurements,
+                       args.allow_unofficial, args.allow_mixed_revisions)
     except PackageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
