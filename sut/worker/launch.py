@@ -73,7 +73,10 @@ class WorkerProcess:
         (time.monotonic()) passes first."""
         self._ready.wait(max(0.0, deadline - time.monotonic()))
         if self.address is None:
-            code = self.process.poll()
+            try:  # its output ended: it is exiting, and its exit code says more than a timeout
+                code = self.process.wait(timeout=2) if self._ready.is_set() else self.process.poll()
+            except subprocess.TimeoutExpired:
+                code = None
             state = f"exited with code {code}" if code is not None else "not ready in time"
             raise LaunchError(f"worker ({' '.join(self.command[2:6])} ...) {state}; log {self.log_path}: "
                               f"{self.tail()}")
