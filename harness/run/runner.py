@@ -265,6 +265,8 @@ def _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit
                 f"is not written (the detail log so far is kept)"))
             if fatal.local:
                 fatal.local.stop(grace_s=1.0)
+            if audit_config.exists():
+                audit_config.unlink()
             hard_exit(exit_code(guard.signum))
 
     try:

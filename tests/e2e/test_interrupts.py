@@ -123,3 +123,27 @@ def test_second_sigint_exits_at_once(inputs, tmp_path):
     elapsed = send_and_wait(process, signal.SIGINT, again_after=0.5)
     manifest, err = check_interrupted(process, tmp_path / "runs", signal.SIGINT, elapsed, limit=4)
     assert "forced exit at once" in (only_run_dir(tmp_path / "runs") / "failure.txt").read_text()
+
+
+def test_sigterm_while_connecting_to_workers(inputs, tmp_path):
+    """Before LoadGen starts (here: waiting for a worker that never answers) a signal ends the run too."""
+    dataset, conf = inputs
+    command = [sys.executable, "-m", "harness", "--quiet", "--workers", "127.0.0.1:9", "--dataset", str(dataset),
+               "--user-conf", str(conf), "--output", str(tmp_path / "runs")]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, PYTHONPATH=str(REPO)), start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if manifest_of(only_run_dir(tmp_path / "runs"))["status"] == "starting":
+                break
+        except (AssertionError, FileNotFoundError, ValueError):
+            pass
+        time.sleep(0.2)
+    time.sleep(1)
+    elapsed = send_and_wait(process, signal.SIGTERM)
+    out, err = process.communicate(timeout=5)
+    assert process.returncode == 143 and elapsed < 10, (process.returncode, elapsed, err)
+    run_dir = only_run_dir(tmp_path / "runs")
+    assert "interrupted by SIGTERM" in (run_dir / "failure.txt").read_text()
+    assert manifest_of(run_dir)["status"] == "interrupted"
