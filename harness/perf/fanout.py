@@ -5,6 +5,7 @@ python scripts/bench_fanout.py [--parts a,b,c] [--samples 1500] [--results FILE]
 a  two workers at speeds 1 : 2.7, Offline: makespan against the ideal (total work / sum of the
    workers' solo rates), beside static halves (each worker given half the samples); the waste
 e  the same with two equal workers (the end game must waste almost nothing)
+k  equal speed, capacities 64 : 8 (the big worker's credits hoard work the small one must take)
    (a and e use sim workers that schedule like vLLM: a waiting queue, chunked prefill)
 b  16 workers of mixed speeds: Offline against the ideal; Server at 70 % of their summed rate
 c  coordinator ceiling with instant engines: Offline samples/s (goal >= 5000) and the latency a
@@ -73,9 +74,11 @@ class Bench:
                 "end_game": json.loads((run_dir / "manifest.json").read_text()).get("end_game", {})}
 
 
-def pair(bench: Bench, speeds: tuple[float, float], samples: int, flags=VLLM_LIKE) -> dict:
-    """Two workers: each alone on half the samples, then both pulling all of them, then static halves."""
-    first, second = bench.start([list(flags) + ["--speed", str(speed)] for speed in speeds])
+def pair(bench: Bench, speeds: tuple[float, float], samples: int, flags=VLLM_LIKE, second_flags=()) -> dict:
+    """Two workers (the second with `second_flags` added): each alone on half the samples, then both
+    pulling all of them, then static halves."""
+    first, second = bench.start([list(flags) + ["--speed", str(speeds[0])],
+                                 list(flags) + ["--speed", str(speeds[1]), *second_flags]])
     solo = [bench.run([address], samples // 2)["samples_per_s"] for address in (first, second)]
     ideal = samples / sum(solo)
     pulled = bench.run([first, second], samples)
@@ -86,7 +89,7 @@ def pair(bench: Bench, speeds: tuple[float, float], samples: int, flags=VLLM_LIK
     bench.stop()
     static = max(h["makespan_s"] for h in halves)
     dispatch = pulled["manifest"]
-    return {"speeds": list(speeds), "solo_rates": solo, "ideal_makespan_s": ideal,
+    return {"speeds": list(speeds), "second_flags": list(second_flags), "solo_rates": solo, "ideal_makespan_s": ideal,
             "pull_makespan_s": pulled["makespan_s"], "pull_efficiency": ideal / pulled["makespan_s"],
             "static_halves_makespan_s": static, "static_efficiency": ideal / static,
             "samples_per_worker": [w["completed"] for w in dispatch["workers"]],
@@ -141,7 +144,7 @@ def _ceiling_line(label: str, c: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--parts", default="a,e,b,c,t")
+    p.add_argument("--parts", default="a,e,k,b,c,t")
     p.add_argument("--samples", type=int, default=1500, help="part a (part b uses 3x)")
     p.add_argument("--results", default=None)
     args = p.parse_args(argv)
@@ -155,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         if "e" in parts:
             results["e"] = pair(bench, (1.0, 1.0), args.samples)
             print(_pair_line("e  equal speeds (goal >= 0.97, waste <= 1 %)", results["e"]), flush=True)
+        if "k" in parts:
+            results["k"] = pair(bench, (1.0, 1.0), args.samples, second_flags=("--max-seqs", "8"))
+            print(_pair_line("k  max-seqs 64 : 8 (goal >= 0.95)", results["k"]), flush=True)
         if "b" in parts:
             results["b"] = b = part_b(bench, 3 * args.samples)
             print(f"b  16 workers       Offline efficiency {b['offline_efficiency']:.3f}   Server at "

@@ -6,10 +6,13 @@ longest prompt first.
 
 The end game, once nothing is pending, uses what the coordinator has measured of each worker: its
 completion rate over the last seconds, and how long a started request takes there.
-- Steal: queued (not started) requests move from the worker expected to finish last (requests in
-  flight / its completion rate) to the one expected to finish first, newest first, while that
-  brings the two closer by more than one request each. A queued request has produced nothing, so
-  moving it wastes nothing; on equal workers the gap rarely exceeds that, so little moves.
+- Steal: a worker whose own queue holds less than `queue_ahead_s` of work (at its completion
+  rate) takes queued (not started) requests, newest first, from the worker expected to finish last
+  (requests in flight / its completion rate), while that brings the two closer by more than one
+  request each. Moves are small and late, so each uses rates measured just before; credits follow
+  capacity, not speed, so a big but slow worker hoards work that a faster one takes this way. A
+  queued request has produced nothing, so moving it wastes nothing; on equal workers the gap
+  rarely exceeds a request, so little moves.
 - Duplicate: a worker with nothing at all in flight runs a second copy of a started request on
   another worker only when the copy is expected to finish well before the original (its fastest
   first token plus its decode time, times `duplicate_margin`, under the original's expected
@@ -31,7 +34,8 @@ ORDERS = ("fifo", "longest-first")
 class PullPolicy:
     name = "pull"
 
-    def __init__(self, credit_factor: float = 2.0, order: str = "fifo", duplicate_margin: float = 1.25):
+    def __init__(self, credit_factor: float = 2.0, order: str = "fifo", duplicate_margin: float = 1.25,
+                 queue_ahead_s: float = 2.0):
         if order not in ORDERS:
             raise ValueError(f"--order {order!r}: choose {' or '.join(ORDERS)}")
         if not credit_factor > 0:
@@ -39,6 +43,7 @@ class PullPolicy:
         self.credit_factor = credit_factor
         self.order_name = order
         self.duplicate_margin = duplicate_margin
+        self.queue_ahead_s = queue_ahead_s
 
     def order(self, queries: list[Query]) -> list[Query]:
         if self.order_name == "longest-first":
@@ -71,27 +76,32 @@ class PullPolicy:
         return moves
 
     def _steal(self, workers: list[WorkerLedger], rates: dict, load: dict) -> list[Move]:
-        """Queued requests move from the worker expected to finish last to the one expected to
-        finish first while that narrows the gap by more than a request on each side."""
+        """A worker whose own queue would run dry within `queue_ahead_s` takes queued requests, newest
+        first, from the worker expected to finish last, while that narrows the gap by more than a
+        request on each side. Small, late moves: each decision uses the rates measured just before."""
         moves: list[Move] = []
         movable = {w: [a for a in reversed(w.unstarted.values()) if not a.query.moved] for w in workers}
-        while len(workers) > 1:
-            finish = {w: load[w] / rates[w] for w in workers}
-            thief = min(workers, key=finish.get)
-            victims = [w for w in workers if w is not thief and movable[w]]
-            if not victims:
-                return moves
-            victim = max(victims, key=finish.get)
-            # a request moved now finishes no sooner than a fresh one would on the thief
-            thief_after = max(finish[thief] + 1 / rates[thief], thief.expected_fresh_s() or 0.0)
-            if thief_after >= finish[victim] - 1 / rates[victim]:
-                return moves
-            attempt = movable[victim].pop(0)
-            load[victim] -= 1
-            load[thief] += 1
-            moves.append(Move(MoveKind.STEAL, attempt, thief,
-                              f"{thief.name} is expected to finish its {load[thief] - 1} requests in "
-                              f"{finish[thief]:.2f} s, {victim.name} its {load[victim] + 1} in {finish[victim]:.2f} s"))
+        queued = {w: len(w.unstarted) for w in workers}
+        for thief in sorted(workers, key=lambda w: load[w] / rates[w]):
+            while queued[thief] < rates[thief] * self.queue_ahead_s:
+                finish = {w: load[w] / rates[w] for w in workers}
+                victims = [w for w in workers if w is not thief and movable[w]]
+                if not victims:
+                    break
+                victim = max(victims, key=finish.get)
+                # a request moved now finishes no sooner than a fresh one would on the thief
+                thief_after = max(finish[thief] + 1 / rates[thief], thief.expected_fresh_s() or 0.0)
+                if thief_after >= finish[victim] - 1 / rates[victim]:
+                    break
+                attempt = movable[victim].pop(0)
+                load[victim] -= 1
+                load[thief] += 1
+                queued[victim] -= 1
+                queued[thief] += 1
+                moves.append(Move(MoveKind.STEAL, attempt, thief,
+                                  f"{thief.name} has {queued[thief] - 1} queued (under {self.queue_ahead_s:g} s of "
+                                  f"work) and is expected to finish its {load[thief] - 1} requests in "
+                                  f"{finish[thief]:.2f} s, {victim.name} its {load[victim] + 1} in {finish[victim]:.2f} s"))
         return moves
 
     def _duplicate(self, thief: WorkerLedger, workers, now: float, taken: set) -> list[Move]:
