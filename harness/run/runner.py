@@ -18,16 +18,18 @@ import time
 from harness.benchmarks.definitions import by_model_name
 from harness.benchmarks.scenarios import SCENARIOS
 from harness.run.dataset import DatasetError, check_against_model, load_dataset
+from harness.run.default_model import ModelError
 from harness.run.flags import build_parser
 from harness.run.local_workers import LocalWorkers
 from harness.run.manifest import Manifest
+from harness.run.outputs import KeepingResponder, explain_errors, sample_lines
 from harness.run.progress import Progress
 from harness.run.settings import SettingsError, build_test_settings, check_model_name, effective_settings, \
     short_run_user_conf
 from harness.run.verdict import read_detail_log, summary_reasons
 from harness.submission.compliance import write_test06
 from harness.submission.eos import eos_ids_from_model
-from sut.cluster import ClusterSUT, ClusterUnavailable, LoadGenResponder
+from sut.cluster import ClusterSUT, ClusterUnavailable
 from sut.dispatch import DispatchLimits
 from sut.engines.base import SamplingParams
 from sut.dispatch.policies import create_policy
@@ -102,19 +104,27 @@ def run(args) -> int:
         raise InputError("--dataset without --workers needs --model DIR for the local workers")
 
     model_dir = args.model
+    total_sample_count = args.total_sample_count
     if smoke:
-        from harness.run.tiny_model import tiny_dataset_path, tiny_model_dir
-        model_dir = str(tiny_model_dir())
-        dataset_path = tiny_dataset_path()
+        from harness.run import default_model
+        model_dir = str(default_model.default_model_dir())
+        dataset_path = default_model.default_dataset_path(pathlib.Path(model_dir))
+        if total_sample_count is None and args.mode == "PerformanceOnly":
+            total_sample_count = default_model.DEFAULT_SAMPLES
     else:
         dataset_path = pathlib.Path(args.dataset)
-    dataset = load_dataset(dataset_path, args.total_sample_count)
+    dataset = load_dataset(dataset_path, total_sample_count)
+    model_eos_ids = None
+    if model_dir and not args.workers and args.local_engine == "hf":
+        from harness.run.default_model import check_model_dir
+        model_eos_ids = check_model_dir(model_dir, [len(t) for t in dataset.tok_inputs], params.max_new_tokens,
+                                        str(dataset.path))
 
     run_dir = make_run_dir(args.output, args.scenario, args.mode)
     user_conf = pathlib.Path(args.user_conf or "user.conf")
     if smoke and args.user_conf is None:
         user_conf = run_dir / "user.conf"
-        user_conf.write_text(short_run_user_conf(model_name, len(dataset)))
+        user_conf.write_text(short_run_user_conf(model_name, len(dataset), offline_queries=len(dataset)))
     settings = build_test_settings(lg, args.scenario, args.mode, model_name, user_conf)
     if user_conf.resolve() != (run_dir / "user.conf").resolve():
         shutil.copy(user_conf, run_dir / "user.conf")
@@ -134,13 +144,16 @@ def run(args) -> int:
                         audit=args.audit, effective_settings=effective_settings(settings))
     fatal.manifest = manifest
     if smoke:
-        print(f"*** {SMOKE_BANNER}: built-in tiny model, {len(dataset)} samples, short settings ***", flush=True)
+        from harness.run.default_model import MODEL_LABEL
+        print(f"*** {SMOKE_BANNER}: built-in {MODEL_LABEL}, {len(dataset)} samples, short settings ***",
+              flush=True)
     if args.force_output_tokens:
         print("*** --force-output-tokens: every sample is forced to "
               f"{params.max_new_tokens} tokens (benchmark only) ***", flush=True)
 
     local = None
     cluster = None
+    responder = KeepingResponder(lg)
     try:
         if args.workers:
             addresses = [a.strip() for a in args.workers.split(",") if a.strip()]
@@ -155,7 +168,7 @@ def run(args) -> int:
         cluster = ClusterSUT(addresses, dataset.tok_inputs, params,
                              create_policy(policy, credit_factor=args.credit_factor, order=args.order),
                              needs_first_token=scenario.needs_first_token, on_fatal=fatal, limits=limits,
-                             responder=LoadGenResponder(lg))
+                             responder=responder)
         infos = cluster.start(args.connect_timeout)
         missing = cluster.missing_workers()
         if missing:
@@ -175,7 +188,10 @@ def run(args) -> int:
             local.stop()
         if audit_config.exists():
             audit_config.unlink()
-    return _report(args, run_dir, manifest, dataset, smoke, args.tokenizer or model_dir)
+    tokenizer_dir = args.tokenizer or model_dir
+    shown = sample_lines(responder.outputs, tokenizer_dir, args.eos_ids or model_eos_ids or
+                         eos_ids_from_model(tokenizer_dir), params.max_new_tokens) if smoke else []
+    return _report(args, run_dir, manifest, dataset, smoke, tokenizer_dir, shown)
 
 
 def _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config) -> None:
@@ -206,10 +222,12 @@ def _score_accuracy(run_dir: pathlib.Path, dataset, tokenizer_dir: str, manifest
 
 
 def _report(args, run_dir: pathlib.Path, manifest: Manifest, dataset, smoke: bool,
-            tokenizer_dir: str | None) -> int:
+            tokenizer_dir: str | None, shown: list[str] = ()) -> int:
     summary = run_dir / "mlperf_log_summary.txt"
     if summary.is_file() and args.mode == "PerformanceOnly":
         print(summary.read_text())
+    for line in shown:
+        print(line)
     verdict = read_detail_log(run_dir / "mlperf_log_detail.txt")
     reasons = verdict.invalid_reasons + ([] if verdict.valid else summary_reasons(summary))
     problems = []
@@ -246,6 +264,8 @@ def _report(args, run_dir: pathlib.Path, manifest: Manifest, dataset, smoke: boo
         print(f"  invalid: {reason}")
     for error in verdict.errors[:10]:
         print(f"  error: {error}")
+    for line in explain_errors(verdict.errors, verdict.num_errors):
+        print(line)
     if smoke:
         print(f"({SMOKE_BANNER})")
     print(f"logs: {run_dir}")
@@ -265,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (InputError, DatasetError, SettingsError, LaunchError) as exc:
+    except (InputError, DatasetError, SettingsError, LaunchError, ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except ClusterUnavailable as exc:
