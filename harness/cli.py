@@ -15,6 +15,8 @@ COMMANDS = {
     "check": ("harness.submission.check", "apply the submission checker's rules to a tree"),
     "accuracy": ("harness.submission.accuracy.report", "score an accuracy log against the benchmark's targets"),
     "synthetic": ("harness.run.synthetic", "write a synthetic cnn_eval.json-format dataset"),
+    "find-qps": ("harness.tune.find_qps", "the highest VALID Server/Interactive target_qps, on real runs"),
+    "tune": ("harness.tune.engine_search", "search engine settings for Offline tokens/s; write a preset"),
 }
 
 

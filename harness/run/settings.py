@@ -61,7 +61,8 @@ def effective_settings(settings) -> dict:
 
 
 def short_run_user_conf(model_name: str, samples: int, qps: float = 4, offline_qps: float = 10,
-                        offline_queries: int | None = None, server_min_duration_ms: int = 3000) -> str:
+                        offline_queries: int | None = None, server_min_duration_ms: int = 3000,
+                        server_min_query_count: int | None = None) -> str:
     """A short profile, valid by LoadGen's rules but never a submission run. The defaults are the
     embedded default's smoke profile; benchmarks pass their own rates and counts."""
     return "\n".join([
@@ -72,7 +73,7 @@ def short_run_user_conf(model_name: str, samples: int, qps: float = 4, offline_q
         f"{model_name}.Offline.min_query_count = {2 * samples if offline_queries is None else offline_queries}",
         f"{model_name}.Server.target_qps = {qps}",
         f"{model_name}.Server.min_duration = {server_min_duration_ms}",
-        f"{model_name}.Server.min_query_count = {samples}",
+        f"{model_name}.Server.min_query_count = {samples if server_min_query_count is None else server_min_query_count}",
         f"{model_name}.SingleStream.target_latency = 1000",
         f"{model_name}.SingleStream.min_duration = 1000",
         f"{model_name}.SingleStream.min_query_count = {samples}",

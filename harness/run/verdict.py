@@ -57,7 +57,7 @@ def read_detail_log(path: pathlib.Path) -> Verdict:
         elif key in _MET_KEYS and value is False:
             verdict.invalid_reasons.append(_MET_KEYS[key])
         if isinstance(key, str) and (key.startswith(("result_", "effective_", "requested_", "qsl_reported_"))
-                                     or key in ("early_stopping_met", "loadgen_version")):
+                                     or key.startswith("early_stopping_") or key == "loadgen_version"):
             verdict.results[key] = value
     verdict.num_errors = max(verdict.num_errors, len(verdict.errors))
     if not verdict.finished:

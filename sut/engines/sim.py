@@ -6,7 +6,10 @@ limit) on one token per decoding sequence and then on prompt chunks of the seque
 prefill, oldest first (chunked prefill); a step costs --step-ms + --step-ms-per-seq × decoding
 sequences + its prompt tokens / --prefill-tps. A sequence's first token comes out at the end of
 the step that finishes its prompt, then one token per step (streamed as the first token and, at
-the end, the rest: what a worker forwards anyway). --speed divides all times, so workers of unequal
+the end, the rest: what a worker forwards anyway). With --kv-cache-tokens K, running sequences
+holding more than K tokens (prompt + generated) overflow the KV cache: the overflow is recomputed
+every step (vLLM's recompute preemption, simplified), so max-seqs has an interior optimum near
+K / (mean prompt + half the output). --speed divides all times, so workers of unequal
 speed are one flag apart. Output tokens are a deterministic function of the prompt, so the same
 prompt gives the same output on any worker. With --instant the whole output is returned at once.
 """
@@ -44,6 +47,7 @@ class SimTiming:
     instant: bool = False
     vocab_size: int = 128256
     max_model_len: int = 131072
+    kv_cache_tokens: int = 0  # 0: unlimited
 
 
 class SimEngine(Engine):
@@ -75,6 +79,8 @@ class SimEngine(Engine):
         g.add_argument("--instant", action="store_true", help="answer at once (coordinator ceiling tests)")
         g.add_argument("--vocab-size", type=int, default=128256)
         g.add_argument("--max-model-len", type=int, default=131072)
+        g.add_argument("--kv-cache-tokens", type=int, default=0,
+                       help="KV cache size in tokens; overflow is recomputed every step (0: unlimited)")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "SimEngine":
@@ -84,7 +90,7 @@ class SimEngine(Engine):
             raise ValueError(f"--max-batched-tokens {args.max_batched_tokens}: must be >= 0")
         return cls(args.model, SimTiming(args.prefill_tps, args.step_ms, args.step_ms_per_seq, args.max_seqs,
                                          args.max_batched_tokens, args.speed, args.output_tokens, args.instant,
-                                         args.vocab_size, args.max_model_len))
+                                         args.vocab_size, args.max_model_len, args.kv_cache_tokens))
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._schedule())
@@ -97,7 +103,8 @@ class SimEngine(Engine):
                                        "step_ms_per_seq": str(t.step_ms_per_seq), "max_seqs": str(t.max_seqs),
                                        "max_batched_tokens": str(t.max_batched_tokens),
                                        "speed": str(t.speed), "instant": str(t.instant),
-                                       "output_tokens": str(t.output_tokens)})
+                                       "output_tokens": str(t.output_tokens),
+                                       "kv_cache_tokens": str(t.kv_cache_tokens)})
 
     def output_for(self, prompt: Sequence[int], params: SamplingParams) -> list[int]:
         n = self.timing.output_tokens or params.max_new_tokens
@@ -182,6 +189,10 @@ class SimEngine(Engine):
                 if seq.prefill_left == 0:
                     prefilled.append(seq)
             step_s = (t.step_ms + t.step_ms_per_seq * decoding) / 1000.0 + prompt_tokens / t.prefill_tps
+            if t.kv_cache_tokens:
+                held = sum(s.prompt_len + (self._step - s.first_step + 1 if s.first_step is not None else 0)
+                           for s in self._running)
+                step_s += max(0, held - t.kv_cache_tokens) / t.prefill_tps
             await asyncio.sleep(step_s / t.speed)
             self._step += 1
             self._tokens_advanced += decoding + len(prefilled)

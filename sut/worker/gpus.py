@@ -45,9 +45,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--advertise", default=socket.gethostname(), help="host name the coordinator uses")
     parser.add_argument("--log-dir", default="worker-logs")
     parser.add_argument("--ready-timeout", type=float, default=900)
+    parser.add_argument("--preset", default=None, metavar="FILE",
+                        help="tuned preset passed to every worker (python -m sut.worker --preset)")
     parser.add_argument("worker_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     extra = args.worker_args[1:] if args.worker_args[:1] == ["--"] else args.worker_args
+    if args.preset:
+        from sut.worker.preset import PresetError, load_preset
+        try:
+            load_preset(args.preset)
+        except PresetError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        extra = ["--preset", str(pathlib.Path(args.preset).resolve()), *extra]
     if args.gpus is None:
         import torch
         args.gpus = ",".join(str(i) for i in range(torch.cuda.device_count()))

@@ -26,14 +26,27 @@ from sut.security import (AuthInterceptor, SecurityError, check_exposure, is_loo
                           server_credentials)
 from sut.wire import WORKER_SERVER_OPTIONS
 from sut.worker.identity import worker_identity
+from sut.worker.preset import PresetError, load_preset, preset_argv
 from sut.worker.service import BackendService
 from sut.worker.validation import DEFAULT_MAX_NEW_TOKENS_CAP
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Raises PresetError (one line) for a bad --preset."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     base = argparse.ArgumentParser(prog="python -m sut.worker", add_help=False)
-    base.add_argument("--engine", default="hf", choices=engine_names())
+    base.add_argument("--engine", default=None, choices=engine_names(), help="engine (default hf, or the preset's)")
+    base.add_argument("--preset", default=None, metavar="FILE",
+                      help="tuned preset (python -m harness tune): its engine args are defaults that flags override")
     known, _ = base.parse_known_args(argv)
+    preset = load_preset(known.preset) if known.preset else None
+    if preset and known.engine and known.engine != preset["engine"]:
+        raise PresetError(f"--preset {known.preset}: key 'engine' is {preset['engine']!r} but --engine is "
+                          f"{known.engine!r}")
+    known.engine = known.engine or (preset["engine"] if preset else "hf")
+    if known.engine not in engine_names():
+        raise PresetError(f"--preset {known.preset}: key 'engine' {known.engine!r} is not one of "
+                          f"{', '.join(engine_names())}")
     parser = argparse.ArgumentParser(prog="python -m sut.worker", parents=[base],
                                      description="Serve one inference engine to the harness over gRPC.")
     parser.add_argument("--model", required=True, help="model directory (config.json; weights unless dummy)")
@@ -53,7 +66,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sec.add_argument("--insecure", action="store_true",
                      help="allow a non-loopback address without authentication (trusted networks only)")
     load_engine_class(known.engine).add_arguments(parser)
-    return parser.parse_args(argv)
+    if preset:
+        argv = ["--engine", known.engine, *preset_argv(preset, known.preset, set(parser._option_string_actions)),
+                *argv]
+    args = parser.parse_args(argv)
+    args.engine = known.engine
+    return args
 
 
 class _Security:
@@ -123,7 +141,11 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except PresetError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return asyncio.run(serve(args))

@@ -1,0 +1,263 @@
+"""`python -m harness find-qps`: the highest Server (or Interactive) target_qps that is VALID.
+
+1. Upper bound: the Offline rate (a short Offline run, or --offline-qps): a Server run can't beat it.
+2. Short probes (--probe-duration-ms) bracket and narrow the knee. A probe passes when its p99 TTFT
+   and p99 TPOT are within the benchmark's limits (LoadGen's early stopping can't be met by a short
+   run: its advice is kept in the table). The next rate comes from a model of latency vs load: the
+   headroom 1/r (r = the larger of p99/limit for TTFT and TPOT) falls linearly to 0 at saturation,
+   as in a queue; interpolated between the best pass and the lowest fail above it (the Offline rate
+   with headroom 0 until a fail is seen), kept 10 % inside the bracket, and a plain bisection when
+   the last two probes fell on the same side. It stops when the bracket is within --tolerance.
+3. Margin: the best passing rate is probed again, twice as long; the change in r (noise, and the
+   queueing growth a longer run shows), turned into a change of rate with the local slope of r,
+   gives the margin (2x that, at least --min-margin) unless --margin is given.
+4. A confirming run at the chosen rate with a submission's settings (mlperf.conf, min_duration
+   --confirm-duration-ms, default 600000): LoadGen must say VALID with no errors; if not, the rate
+   drops by the margin once more (--confirm-attempts).
+Every probe is a normal harness run directory under OUTPUT/runs; find-qps.json is written after each;
+a re-run with the same --output replays what is stored and goes on. Ctrl-C stops cleanly.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+from harness.run.dataset import DatasetError, load_dataset
+from harness.tune import report
+from harness.tune.live import Live
+from harness.tune.probe import Probe, Runner, confirm_conf, latency_limit, model_name_of, offline_conf, server_conf
+from harness.tune.state import State, StateError
+
+EXIT_OK, EXIT_NOT_FOUND, EXIT_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class InputError(ValueError):
+    pass
+
+
+class OutOfBudget(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m harness find-qps", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
+    p.add_argument("--workers", required=True, help="HOST:PORT[,HOST:PORT...] of running workers")
+    p.add_argument("--dataset", required=True, help="cnn_eval.json-format file")
+    p.add_argument("--scenario", choices=("Server", "Interactive"), default="Server")
+    p.add_argument("--output", default="find-qps", help="folder of the state file, runs, table and plot")
+    p.add_argument("--offline-qps", type=float, default=None, help="upper bound (default: a short Offline run)")
+    p.add_argument("--offline-samples", type=int, default=1000, help="samples of the Offline run (default 1000)")
+    p.add_argument("--probe-duration-ms", type=int, default=60000, help="min_duration of a probe (default 60000)")
+    p.add_argument("--probe-min-queries", type=int, default=100, help="min_query_count of a probe (default 100)")
+    p.add_argument("--confirm-duration-ms", type=int, default=600000,
+                   help="min_duration of the confirming run (default 600000, a submission's)")
+    p.add_argument("--confirm-attempts", type=int, default=2)
+    p.add_argument("--no-confirm", action="store_true", help="stop after the search (no confirming run)")
+    p.add_argument("--tolerance", type=float, default=0.03, help="stop when the bracket is this narrow (default 0.03)")
+    p.add_argument("--margin", type=float, default=None, help="fraction below the best pass (default: from noise)")
+    p.add_argument("--min-margin", type=float, default=0.02)
+    p.add_argument("--max-probes", type=int, default=12, help="short Server probes at most (default 12)")
+    p.add_argument("--budget-s", type=float, default=7200.0,
+                   help="wall seconds of all runs at most, the confirming run included (default 7200)")
+    p.add_argument("--samples", type=int, default=None, help="use the first N records (default: all)")
+    p.add_argument("--force-output-tokens", action="store_true", help="probes force max tokens (benchmark only)")
+    p.add_argument("--harness-arg", action="append", default=[], metavar="ARG",
+                   help="extra flag for every harness run (repeat; e.g. --harness-arg=--auth-token-file=F)")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def check_args(args) -> None:
+    for flag in ("probe_duration_ms", "confirm_duration_ms", "max_probes", "offline_samples", "confirm_attempts"):
+        if getattr(args, flag) < 1:
+            raise InputError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 1")
+    if args.offline_qps is not None and args.offline_qps <= 0:
+        raise InputError(f"--offline-qps {args.offline_qps}: must be > 0")
+    if not 0 < args.tolerance < 0.5:
+        raise InputError(f"--tolerance {args.tolerance}: must be between 0 and 0.5")
+    for flag in ("margin", "min_margin"):
+        value = getattr(args, flag)
+        if value is not None and not 0 <= value < 0.5:
+            raise InputError(f"--{flag.replace('_', '-')} {value}: must be in [0, 0.5)")
+    if args.budget_s <= 0:
+        raise InputError(f"--budget-s {args.budget_s}: must be > 0")
+    if not [a for a in args.workers.split(",") if a.strip()]:
+        raise InputError("--workers: no address given")
+
+
+def next_target(upper: float, probes: list[Probe], tolerance: float, start: float = 0.7) -> float | None:
+    """The next rate to probe, or None when the bracket is narrow enough (or nothing passes)."""
+    passes = [p for p in probes if p.within_limits]
+    lo = max(passes, key=lambda p: p.qps) if passes else None
+    above = [p for p in probes if not p.within_limits and (lo is None or p.qps > lo.qps)]
+    hi = min(above, key=lambda p: p.qps) if above else None
+    if lo is None:
+        if hi is None:
+            return start * upper
+        target = 0.5 * hi.qps
+        return target if target >= 0.01 * upper else None
+    hi_q, hi_h = (hi.qps, 1 / hi.ratio if hi.ratio > 0 else 0.0) if hi else (upper, 0.0)
+    span = hi_q - lo.qps
+    if span <= tolerance * hi_q:
+        return None
+    last = probes[-2:]
+    if len(last) == 2 and last[0].within_limits == last[1].within_limits:
+        return lo.qps + span / 2  # guard (as Illinois' rule): the same side moved twice, bisect
+    h_lo = 1 / lo.ratio
+    guess = lo.qps + (h_lo - 1) / max(h_lo - hi_h, 1e-9) * span
+    return min(max(guess, lo.qps + 0.1 * span), hi_q - 0.1 * span)
+
+
+def noise_margin(best: Probe, repeat: Probe | None, probes: list[Probe], floor: float) -> tuple[float, str]:
+    """2 x the change of r between the best short probe and its longer repeat (noise and queueing
+    growth with run length together), turned into a rate by the local slope of the model."""
+    if repeat is None or not best.ratio or not repeat.ratio:
+        return max(floor, 0.05), "no repeat probe: 5 %"
+    others = [p for p in probes if p.ratio and p.qps != best.qps]
+    if not others:
+        return max(floor, 0.05), "no neighbouring probe for the slope: 5 %"
+    near = min(others, key=lambda p: abs(p.qps - best.qps))
+    h, h_near = 1 / best.ratio, 1 / near.ratio
+    slope = max((h - h_near) / (near.qps - best.qps), 1e-9)    # headroom lost per qps
+    elasticity = max(slope * best.qps / h, 0.05)                # d ln r / d ln qps
+    change = abs(repeat.ratio - best.ratio) / best.ratio
+    margin = min(0.3, max(floor, 2 * change / elasticity))
+    return margin, (f"r {best.ratio:.3f} at {best.qps:.3f} qps, {repeat.ratio:.3f} in a {repeat.duration_ms / 1000:g} s "
+                    f"repeat: change {100 * change:.1f} %, elasticity {elasticity:.2f} -> 2 x "
+                    f"{100 * change / elasticity:.1f} % of the rate, floor {100 * floor:.0f} %")
+
+
+class Search:
+    def __init__(self, args, state: State, runner: Runner, live: Live):
+        self.args, self.state, self.runner, self.live = args, state, runner, live
+        self.n = 0
+
+    def spent(self) -> float:
+        return sum(p.wall_s for p in self.state.probes())
+
+    def overhead(self) -> float:
+        done = [p.wall_s - p.duration_ms / 1000 for p in self.state.probes() if p.kind != "offline"]
+        return max(done) if done else 10.0
+
+    def cost(self, duration_ms: int) -> float:
+        return duration_ms / 1000 + self.overhead()
+
+    def get(self, probe: Probe, scenario: str, conf: str, reserve_s: float = 0.0) -> Probe:
+        cached = self.state.replay(probe)
+        self.n += 1
+        what = f"{probe.kind} {probe.qps:.3f} qps" if probe.kind != "offline" else "Offline upper bound"
+        if cached is None:
+            estimate = self.cost(probe.duration_ms)
+            if self.spent() + estimate + reserve_s > self.args.budget_s:
+                raise OutOfBudget(f"{what} (~{estimate:.0f} s) does not fit the budget")
+            self.live.starting(self.n, what, self.spent(), estimate)
+            probe = self.runner.run(probe, scenario, conf)
+            self.state.record(probe)
+        else:
+            probe = cached
+        self.live.done(report.probe_line(probe), self.best_text(), replayed=cached is not None)
+        return probe
+
+    def best_text(self) -> str:
+        passes = [p for p in self.state.probes() if p.kind == "probe" and p.within_limits]
+        return f"{max(p.qps for p in passes):.3f} qps" if passes else "none yet"
+
+
+    def run(self) -> dict:
+        args, scenario = self.args, self.args.scenario
+        samples = self.runner.samples
+        upper = args.offline_qps
+        if upper is None:
+            n = min(samples, args.offline_samples)
+            upper = self.get(Probe("offline", 0.0, 0), "Offline", offline_conf(n)).samples_per_s
+        confirm_cost = 0.0 if args.no_confirm else self.cost(args.confirm_duration_ms)
+        probes: list[Probe] = []
+        stopped = "converged"
+        try:
+            while True:
+                target = next_target(upper, probes, args.tolerance)
+                if target is None:
+                    stopped = "converged" if any(p.within_limits for p in probes) else "nothing within the limits"
+                    break
+                if len(probes) >= args.max_probes - 1:  # one is kept for the noise repeat
+                    stopped = f"--max-probes {args.max_probes}"
+                    break
+                probe = Probe("probe", round(target, 3), args.probe_duration_ms)
+                conf = server_conf(scenario, probe.qps, args.probe_duration_ms, samples, args.probe_min_queries)
+                probes.append(self.get(probe, scenario, conf, reserve_s=confirm_cost + self.cost(args.probe_duration_ms)))
+        except OutOfBudget as exc:
+            stopped = f"--budget-s: {exc}"
+        result = {"scenario": scenario, "upper_qps": upper, "stopped": stopped, "probes_used": len(probes)}
+        passes = [p for p in probes if p.within_limits]
+        if not passes:
+            return dict(result, found_qps=None)
+        best = max(passes, key=lambda p: p.qps)
+        repeat = None
+        try:
+            long_ms = 2 * args.probe_duration_ms
+            conf = server_conf(scenario, best.qps, long_ms, samples, args.probe_min_queries)
+            repeat = self.get(Probe("repeat", best.qps, long_ms), scenario, conf, reserve_s=confirm_cost)
+        except OutOfBudget as exc:
+            self.live.note(f"no noise repeat: {exc}")
+        margin, why = ((args.margin, "--margin") if args.margin is not None else
+                       noise_margin(best, repeat, probes, args.min_margin))
+        chosen = round(best.qps * (1 - margin), 3)
+        result.update(best_pass_qps=best.qps, margin=margin, margin_reason=why, found_qps=chosen, confirm=None)
+        if args.no_confirm:
+            return result
+        for _ in range(args.confirm_attempts):
+            conf = confirm_conf(scenario, chosen, args.confirm_duration_ms, samples)
+            try:
+                confirm = self.get(Probe("confirm", chosen, args.confirm_duration_ms), scenario, conf)
+            except OutOfBudget as exc:
+                result["confirm"] = {"validity": "NOT RUN", "reason": str(exc)}
+                break
+            result.update(found_qps=chosen, confirm={"validity": confirm.validity, "run_dir": confirm.run_dir,
+                                                     "early_stopping": confirm.early_stopping})
+            if confirm.valid:
+                break
+            chosen = round(chosen * (1 - margin), 3)
+        return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        check_args(args)
+        dataset = load_dataset(pathlib.Path(args.dataset), args.samples)
+        out = pathlib.Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        settings = {k: getattr(args, k) for k in ("scenario", "dataset", "samples", "offline_qps", "offline_samples",
+                                                  "probe_duration_ms", "probe_min_queries", "confirm_duration_ms",
+                                                  "tolerance", "margin", "min_margin", "force_output_tokens")}
+        state = State(out / "find-qps.json", settings)
+    except (InputError, DatasetError, StateError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    addresses = [a.strip() for a in args.workers.split(",") if a.strip()]
+    runner = Runner(addresses, dataset.path, len(dataset), out, args.harness_arg, args.force_output_tokens)
+    live = Live(f"find-qps {args.scenario}", args.max_probes, args.budget_s, args.quiet)
+    if state.resumed:
+        live.note(f"resuming from {state.path}: {state.resumed} finished probe(s) are replayed, not run")
+    search = Search(args, state, runner, live)
+    try:
+        result = search.run()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {len(state.probes())} finished probe(s) kept in {state.path}; run the same command "
+              f"to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except RuntimeError as exc:
+        print(f"error: a probe failed: {exc}".splitlines()[0], file=sys.stderr)
+        return EXIT_FAILED
+    result.update(replayed=state.replayed, spent_s=round(search.spent(), 1),
+                  user_conf_line=(f"{model_name_of(args.scenario)}.Server.target_qps = {result['found_qps']}"
+                                  if result.get("found_qps") else None))
+    state.set(result=result)
+    limit = latency_limit(args.scenario)
+    report.write(out, state.probes(), result, limit, live.console)
+    if not result.get("found_qps"):
+        return EXIT_NOT_FOUND
+    confirm = result.get("confirm")
+    return EXIT_OK if confirm is None or confirm.get("validity") == "VALID" else EXIT_NOT_FOUND

@@ -1,0 +1,107 @@
+"""harness.tune without processes: the find-qps step rule and margin, the state file's replay and
+its settings check, the representative subset, the search space flags, presets and --preset."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.tune.engine_search import InputError, representative_subset, search_space, worker_flags
+from harness.tune.find_qps import next_target, noise_margin
+from harness.tune.probe import Probe
+from harness.tune.state import State, StateError
+from sut.worker.preset import FORMAT, PresetError, load_preset
+from sut.worker.server import parse_args
+
+
+def probe(qps, ratio, kind="probe", ms=2000):
+    return Probe(kind, qps, ms, ratio=ratio, ttft_p99_ms=1, tpot_p99_ms=1)
+
+
+def test_first_probe_and_bracketing():
+    assert next_target(100, [], 0.03) == pytest.approx(70)
+    assert next_target(100, [probe(70, 1.5)], 0.03) == pytest.approx(35)  # nothing passes: halve
+    assert next_target(100, [probe(0.9, 2)], 0.03) is None  # below 1 % of the upper bound: give up
+
+
+def test_interpolates_headroom_and_stops_when_narrow():
+    # headroom 1/r: 2 at 50 qps, 0.5 at 90 qps -> 1 at 50 + (2 - 1) / (2 - 0.5) * 40 = 76.7
+    assert next_target(100, [probe(90, 2.0), probe(50, 0.5)], 0.03) == pytest.approx(76.67, abs=0.01)
+    # same side twice in a row: bisect
+    assert next_target(100, [probe(90, 2.0), probe(50, 0.5), probe(60, 0.6)], 0.03) == pytest.approx(75)
+    assert next_target(100, [probe(80, 1.1), probe(78, 0.95)], 0.03) is None
+
+
+def test_margin_from_the_long_repeat():
+    best, near = probe(100, 0.9), probe(90, 0.6)
+    margin, why = noise_margin(best, probe(100, 0.99, "repeat", 4000), [near, best], 0.02)
+    # headroom slope (1/0.6 - 1/0.9) / 10 per qps; elasticity = slope * 100 * 0.9 = 5; change 10 % -> 2 x 2 %
+    assert margin == pytest.approx(0.04, abs=1e-3) and "elasticity 5.00" in why
+    assert noise_margin(best, None, [best], 0.02)[0] == 0.05
+
+
+def test_state_replays_in_order_and_refuses_other_settings(tmp_path):
+    state = State(tmp_path / "s.json", {"scenario": "Server"})
+    for p in (probe(10, 0.5), probe(20, 0.7), probe(10, 0.6)):
+        state.record(p)
+    again = State(tmp_path / "s.json", {"scenario": "Server"})
+    assert again.resumed == 3
+    assert again.replay(probe(10, 0)).ratio == 0.5 and again.replay(probe(10, 0)).ratio == 0.6
+    assert again.replay(probe(10, 0)) is None and again.replay(probe(20, 0)).ratio == 0.7
+    with pytest.raises(StateError, match="scenario"):
+        State(tmp_path / "s.json", {"scenario": "Interactive"})
+
+
+def test_representative_subset_follows_the_lengths():
+    records = [{"tok_input": [1] * n} for n in range(1, 1001)]
+    subset = representative_subset(records, 10)
+    assert [len(r["tok_input"]) for r in subset] == [51 + 100 * k for k in range(10)]
+
+
+def test_search_space_flags():
+    space = search_space("vllm", ["max-num-seqs=64,128", "engine-arg:block_size=16,32"])
+    assert space["max-num-seqs"][1] == ["64", "128"]
+    flags = worker_flags({"max-num-seqs": "64", "quantization": "none", "engine-arg:block_size": "16",
+                          "credit-factor": "2.0"}, space)
+    assert flags == ["--max-num-seqs", "64", "--engine-arg", "block_size=16"]
+    for bad, text in (("nope=1", "not a setting"), ("max-num-seqs", "expected KEY"),
+                      ("engine-arg:seed=1,2", "sampling")):
+        with pytest.raises(InputError, match=text):
+            search_space("vllm", [bad])
+
+
+def write(tmp_path, **data):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(dict({"format": FORMAT, "engine": "sim", "engine_args": {"max-seqs": 32}}, **data)))
+    return str(path)
+
+
+def test_preset_values_are_defaults_that_flags_override(tmp_path):
+    path = write(tmp_path, engine_args={"max-seqs": 32, "max-batched-tokens": 4096, "instant": True})
+    args = parse_args(["--preset", path, "--model", "m"])
+    assert (args.engine, args.max_seqs, args.max_batched_tokens, args.instant) == ("sim", 32, 4096, True)
+    assert parse_args(["--preset", path, "--model", "m", "--max-seqs", "8"]).max_seqs == 8
+
+
+def test_vllm_preset_engine_args_merge(tmp_path):
+    path = write(tmp_path, engine="vllm", engine_args={"max-num-seqs": 512, "engine-arg": {"block_size": 16}})
+    args = parse_args(["--preset", path, "--model", "m", "--engine-arg", "block_size=32"])
+    assert args.max_num_seqs == 512 and args.engine_arg == ["block_size=16", "block_size=32"]  # the last wins
+
+
+@pytest.mark.parametrize("data, text", [
+    ({"format": "x"}, "key 'format'"),
+    ({"engine_args": {"nope": 1}}, "key 'engine_args.nope' is not a flag"),
+    ({"engine_args": {"max-seqs": [1]}}, "key 'engine_args.max-seqs' must be"),
+    ({"engine_args": {"temperature": 1}}, "changes sampling"),
+    ({"engine_args": 3}, "key 'engine_args'"),
+])
+def test_preset_errors_name_the_key(tmp_path, data, text):
+    with pytest.raises(PresetError, match=text):
+        parse_args(["--preset", write(tmp_path, **data), "--model", "m"])
+
+
+def test_preset_engine_mismatch(tmp_path):
+    with pytest.raises(PresetError, match="key 'engine' is 'sim' but --engine is 'hf'"):
+        parse_args(["--preset", write(tmp_path), "--engine", "hf", "--model", "m"])
+    assert load_preset(write(tmp_path))["engine"] == "sim"
