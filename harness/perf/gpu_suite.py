@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         result = {"single": lambda: part_single(args, workdir),
                   "scaling": lambda: part_scaling(args, gpus, workdir, log),
                   "unequal": lambda: part_unequal(args, workdir, log)}[part]()
-        result = {**stamp, "part": part, **result}
+        result = {**result, **stamp, "part": part}  # the suite's stamp wins over a part's own
         path = out / f"gpu-{part}-{slug}x{len(gpus)}-{stamp['commit'][:7]}.json"
         path.write_text(json.dumps(result, indent=2))
         print(f"{part}: {json.dumps(result['summary'])}  -> {path}", flush=True)

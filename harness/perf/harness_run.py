@@ -16,7 +16,7 @@ import time
 
 from harness.benchmarks.definitions import LLAMA3_1_8B
 from harness.run.settings import short_run_user_conf
-from harness.run.verdict import read_detail_log
+from harness.artifacts.verdict import read_detail_log
 
 
 def _run(command: list[str], cwd: pathlib.Path) -> subprocess.CompletedProcess:

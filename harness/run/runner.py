@@ -17,7 +17,7 @@ import time
 
 from harness.benchmarks.definitions import by_model_name
 from harness.benchmarks.scenarios import SCENARIOS
-from harness.run.dataset import DatasetError, check_against_model, load_dataset
+from harness.artifacts.dataset import DatasetError, check_against_model, load_dataset
 from harness.run.default_model import ModelError
 from harness.run.flags import build_parser
 from harness.run.interrupts import Interrupted, SignalGuard, exit_code, hard_exit, run_interruptibly
@@ -29,7 +29,7 @@ from harness.run.preflight import PreflightError, check_disk_space, check_output
 from harness.run.progress import Progress
 from harness.run.settings import SettingsError, build_test_settings, check_model_name, effective_settings, \
     short_run_user_conf
-from harness.run.verdict import read_detail_log, summary_reasons
+from harness.artifacts.verdict import read_detail_log, summary_reasons
 from harness.submission.compliance import write_test06
 from harness.submission.eos import eos_ids_from_model
 from sut.cluster import ClusterSUT, ClusterUnavailable

@@ -11,7 +11,7 @@ import re
 
 from harness.benchmarks.definitions import FOLDERS, AccuracyTarget, Benchmark, by_folder
 from harness.benchmarks.scenarios import SCENARIOS
-from harness.run.verdict import read_detail_log
+from harness.artifacts.verdict import read_detail_log
 from harness.submission.rules import (MAX_ACCURACY_LOG_BYTES, MEASUREMENT_FIELDS, MIN_DURATION_MS, ROUND_SEEDS,
                                       SYSTEM_STATUS, SYSTEM_TYPES, TEST06_PASS_LINES, empty_system_fields,
                                       required_system_fields)

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from harness.run.dataset import DatasetError, load_dataset
+from harness.artifacts.dataset import DatasetError, load_dataset
 from harness.tune import presets
 from harness.tune.live import Live
 from harness.tune.probe import Probe, Runner, offline_conf

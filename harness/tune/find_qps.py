@@ -23,7 +23,7 @@ import argparse
 import pathlib
 import sys
 
-from harness.run.dataset import DatasetError, load_dataset
+from harness.artifacts.dataset import DatasetError, load_dataset
 from harness.tune import report
 from harness.tune.live import Live
 from harness.tune.probe import Probe, Runner, confirm_conf, latency_limit, model_name_of, offline_conf, server_conf

@@ -12,7 +12,7 @@ import sys
 import time
 
 from harness.benchmarks.definitions import FOLDERS, LLAMA3_1_8B, Benchmark, by_folder
-from harness.run.dataset import DatasetError, load_dataset
+from harness.artifacts.dataset import DatasetError, load_dataset
 from harness.submission.accuracy import scoring
 from harness.submission.accuracy.reference_compat import note as reference_compat_note
 

@@ -1,6 +1,6 @@
 import json
 
-from harness.run.verdict import read_detail_log, summary_reasons
+from harness.artifacts.verdict import read_detail_log, summary_reasons
 
 
 def _line(key, value, error=False):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from harness.run.dataset import DatasetError, load_dataset
+from harness.artifacts.dataset import DatasetError, load_dataset
 
 GOOD = {"input": "article", "tok_input": [1, 5, 7], "output": "summary"}
 
