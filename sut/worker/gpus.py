@@ -5,6 +5,10 @@ python scripts/launch_workers.py --engine vllm --model DIR --gpus 0,1,2,3 [--tp 
 
 Each worker gets its own CUDA_VISIBLE_DEVICES and port. The script waits until every worker is
 healthy, prints `--workers host:port,...`, and keeps them running until Ctrl-C or SIGTERM.
+Workers on a non-loopback --host need --auth-token-file (with --tls-cert/--tls-key) or
+--tls-client-ca after `--`, or --insecure on a trusted network; otherwise each exits 2 saying so:
+    python scripts/launch_workers.py --engine vllm --model DIR --gpus 0,1 -- \
+        --auth-token-file /etc/mlperf/token --tls-cert server.pem --tls-key server.key
 """
 from __future__ import annotations
 
