@@ -167,6 +167,8 @@ class Dispatcher:
     def on_down(self, link, reason: str) -> None:
         log.warning("worker %s down: %s", link.address, reason)
         worker = self._ledger[id(link)]
+        if worker.in_flight:
+            self.unproductive(worker, f"lost with work in flight ({reason})")
         self._cancelled = {rid: owner for rid, owner in self._cancelled.items() if owner is not worker}
         requeue = []
         for attempt in worker.clear():
@@ -195,6 +197,8 @@ class Dispatcher:
         attempt = self.attempts.get(event.request_id)
         if attempt is not None and attempt.worker is not worker:
             self.counters["foreign_events"] += 1  # an id this worker was never sent: not its answer
+            self._violation(worker, None, f"answered request {event.request_id}, which was sent to "
+                                          f"{attempt.worker.address}")
             return
         if attempt is None:
             self._on_stale_event(worker, event, kind)
@@ -211,7 +215,7 @@ class Dispatcher:
             tokens = event.completion.tokens
             problem = output_problem(tokens, self.params, int((worker.link.info or {}).get("vocab_size") or 0))
             if problem:
-                self._violation(worker, attempt, problem)
+                self._violation(worker, attempt, f"sample {query.index}: {problem}")
                 return
             worker.finished(attempt, now)
             if query.done:
@@ -258,16 +262,28 @@ class Dispatcher:
         self.counters["reissued"] += 1
         return True
 
-    def _violation(self, worker: WorkerLedger, attempt: Attempt, problem: str) -> None:
+    def _violation(self, worker: WorkerLedger, attempt: Attempt | None, problem: str) -> None:
+        """A wrong answer (or an answer to a request sent elsewhere): the attempt, if it was this
+        worker's, failed; `faulty_after` of them and the worker gets no more work."""
         worker.stats["violations"] += 1
         self.counters["violations"] += 1
-        self._incident("wrong answer", worker, f"sample {attempt.query.index}: {problem}")
-        if self.attempt_failed(attempt, f"wrong answer: {problem}"):
+        self._incident("wrong answer", worker, problem)
+        if attempt is not None and self.attempt_failed(attempt, f"wrong answer: {problem}"):
             self.requeue_front([attempt.query])
-        if worker.stats["violations"] >= self.limits.faulty_after and not worker.faulty:
-            worker.faulty = f"{worker.stats['violations']} wrong answers, the last: {problem}"
-            self._incident("faulty", worker, f"no more work: {worker.faulty}")
+        if worker.stats["violations"] >= self.limits.faulty_after:
+            self.mark_faulty(worker, f"{worker.stats['violations']} wrong answers, the last: {problem}")
+
+    def mark_faulty(self, worker: WorkerLedger, why: str) -> None:
+        if not worker.faulty:
+            worker.faulty = why
+            self._incident("faulty", worker, f"no more work: {why}")
             self._withdraw(worker)
+
+    def unproductive(self, worker: WorkerLedger, why: str) -> None:
+        """A worker that keeps failing (dropped, timing out) and has never answered gets no more work."""
+        worker.stats["unanswered"] += 1
+        if worker.stats["completed"] == 0 and worker.stats["unanswered"] >= self.limits.faulty_after:
+            self.mark_faulty(worker, f"{worker.stats['unanswered']} times {why}, never an answer")
 
     def _withdraw(self, worker: WorkerLedger) -> None:
         """Take a worker's work back without blaming the queries (the worker is at fault)."""

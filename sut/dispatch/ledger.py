@@ -13,7 +13,7 @@ from typing import Protocol
 
 RATE_WINDOW_S = 5.0
 STAT_KEYS = ("completed", "output_tokens", "failures", "reissued", "stolen_from", "stolen_to", "hedged_to",
-             "duplicates_dropped", "wasted_output_tokens", "cancelled", "violations", "peak_in_flight")
+             "duplicates_dropped", "wasted_output_tokens", "cancelled", "violations", "unanswered", "peak_in_flight")
 
 
 @dataclass(eq=False)
@@ -86,6 +86,7 @@ class WorkerLedger:
         self.outstanding_work = 0
         self.stats = dict.fromkeys(STAT_KEYS, 0)
         self.identity: dict | None = None  # pinned at first contact
+        self.busy_since = 0.0  # when it last went from no work to some: silence counts from then at most
         self.faulty: str | None = None  # why it gets no more work
         self.decode_s = Ewma()  # first token -> completion of one request, under this worker's load
         self.min_ttft_s: float | None = None  # fastest send -> first token seen: the engine with room
@@ -114,6 +115,8 @@ class WorkerLedger:
         return len(self.in_flight) - len(self.unstarted)
 
     def add(self, attempt: Attempt) -> None:
+        if not self.in_flight:
+            self.busy_since = attempt.sent_at
         self.in_flight[attempt.request_id] = attempt
         self.unstarted[attempt.request_id] = attempt
         self.outstanding_work += attempt.query.work

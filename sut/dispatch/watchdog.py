@@ -28,7 +28,7 @@ class Watchdog:
             for worker in d.ready_workers():
                 if not worker.in_flight:
                     continue
-                if now - worker.link.last_message > limits.silence_timeout_s:
+                if now - max(worker.link.last_message, worker.busy_since) > limits.silence_timeout_s:
                     worker.link.kill(f"silent for {limits.silence_timeout_s:g} s (no event, no heartbeat) with "
                                      f"{len(worker.in_flight)} requests in flight")
                 elif now - worker.link.last_progress > limits.stall_timeout_s:
@@ -66,6 +66,7 @@ class Watchdog:
             if len(query.live) == 1 and others:
                 target = min(others, key=lambda worker: len(worker.in_flight) / worker.capacity)
                 d.counters["timed_out"] += 1
+                d.unproductive(attempt.worker, f"no answer within {limit:g} s")
                 d.send(query, target, duplicate=True)
                 continue
             retry = False
@@ -74,6 +75,7 @@ class Watchdog:
                 if late.timed_out:
                     d.cancel_attempt(request_id)
                     retry = d.attempt_failed(late, f"no answer within {limit:g} s")
+                    d.unproductive(late.worker, f"no answer within {limit:g} s")
             if retry:
                 d.requeue_front([query])
         if expired:

@@ -16,7 +16,7 @@ class FakeLink:
         self.capacity = capacity
         self.ready = True
         self.last_error = None
-        self.last_progress = 0.0
+        self.last_progress = self.last_message = 0.0
         self.disconnects = 0
         self.sent, self.cancelled = [], []
 
@@ -338,3 +338,13 @@ def test_abort_answers_every_outstanding_and_later_query_empty_and_cancels_the_a
     assert [s for s, _ in rec.done][-1] == 4 and d.outstanding == 0 and len(a.sent) == len(sent)
     d.on_events(a, [completion(sent[0])])  # a late answer changes nothing
     assert len(rec.done) == 5
+
+
+def test_silence_counts_from_when_an_idle_worker_was_given_work():
+    d, (a,), rec, _, clock = make({"a": 4}, samples=1)
+    d.limits.silence_timeout_s = 2.0
+    a.last_message = clock.now  # its last message, then a long idle spell
+    clock.now += 60
+    d.submit([(1, 0)])
+    worker = d.workers[0]
+    assert clock.now - max(a.last_message, worker.busy_since) < d.limits.silence_timeout_s
