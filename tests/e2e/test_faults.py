@@ -80,6 +80,21 @@ def test_stalled_worker_has_its_queries_reissued(sim_workers, tiny_dataset, smok
     assert manifest["num_errors"] == 0 and manifest["validity"] == "VALID"
 
 
+def test_a_stopped_worker_in_server_is_dropped_within_seconds_with_default_limits(sim_workers, tiny_dataset,
+                                                                                   smoke_conf, tmp_path):
+    workers = sim_workers(2)
+    harness = start_harness(tmp_path, [w.address for w in workers.workers], tiny_dataset,
+                            smoke_conf(32, extra="llama3_1-8b.Server.target_qps = 10\n"), "--scenario", "Server",
+                            "--allow-invalid")
+    time.sleep(1.5)
+    workers.workers[0].send_signal(signal.SIGSTOP)  # its heartbeats stop; the default stall timeout is 120 s
+    code, out, err = finish(harness)
+    assert code == 0, out + err
+    assert "down: silent for 5 s (no event, no heartbeat)" in err
+    manifest = manifest_of(only_run_dir(tmp_path / "runs"))
+    assert manifest["num_errors"] == 0 and manifest["dispatch"]["workers"][0]["disconnects"] >= 1
+
+
 def test_worker_started_after_the_run_began_joins(sim_workers, slow_sim_args, tiny_dataset, smoke_conf, tmp_path):
     first = sim_workers(1)
     with socket.socket() as sock:
