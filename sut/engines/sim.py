@@ -215,5 +215,6 @@ class SimEngine(Engine):
 
 
 def _as_int32(prompt: Sequence[int]):
+    """For the output seed only (not the wire's layout, which lives in sut.wire)."""
     import numpy as np
     return np.asarray(prompt, dtype="<i4")

@@ -14,8 +14,7 @@ import numpy as np
 
 from sut.engines.base import EngineInfo, SamplingParams
 from sut.proto import backend_pb2 as pb
-from sut.wire import TOKEN_BYTES, params_from_proto, unpack_tokens
-from sut.wire import INVALID_REQUEST_PREFIX
+from sut.wire import INVALID_REQUEST_PREFIX, TOKEN_BYTES, params_from_proto, unpack_tokens
 
 DEFAULT_MAX_NEW_TOKENS_CAP = 4096
 INVALID_PREFIX = INVALID_REQUEST_PREFIX
