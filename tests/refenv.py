@@ -9,8 +9,6 @@ Cached under $MLPERF_REFENV_CACHE or ~/.cache/mlperf-harness/refenv-<hash>.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import pathlib
@@ -19,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+
+from harness.run.cache import locked
 
 REQUIREMENTS = """\
 transformers==4.46.2
@@ -98,7 +98,7 @@ def get_refenv() -> RefEnv:
     if (root / "complete").exists():
         return env
     root.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(root.parent / f".{root.name}.lock"):
+    with locked(root.parent / f".{root.name}.lock"):
         if (root / "complete").exists():
             return env
         why = probe_registry()
@@ -134,11 +134,3 @@ def _build(root: pathlib.Path) -> None:
     (root / "complete").write_text("ok\n")
 
 
-@contextlib.contextmanager
-def _locked(path: pathlib.Path):
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

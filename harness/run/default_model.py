@@ -23,9 +23,9 @@ import json
 import os
 import pathlib
 import struct
-import tempfile
 
-from harness.run.tiny_model import DATA_DIR, PROMPT_TEMPLATE, _locked, cache_root
+from harness.run.cache import build_dir_once, cache_root, write_json_once
+from harness.run.tiny_model import DATA_DIR, PROMPT_TEMPLATE
 from harness.submission.eos import eos_ids_from_model
 
 BUILD_VERSION = "1"
@@ -66,19 +66,7 @@ def default_model_dir(gguf: str | pathlib.Path | None = None) -> pathlib.Path:
     else:
         key = hashlib.sha1(f"{gguf.resolve()}:{size}".encode()).hexdigest()[:12]
         target = cache_root() / f"gguf-{gguf.stem}-{key}-v{BUILD_VERSION}"
-    if (target / "complete").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(target.parent / f".{target.name}.lock"):
-        if not (target / "complete").exists():
-            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-                build = pathlib.Path(tmp) / "model"
-                convert_gguf(gguf, build)
-                (build / "complete").write_text(f"converted from {gguf} ({size} bytes)\n")
-                if target.exists():
-                    os.replace(target, pathlib.Path(tmp) / "stale")
-                os.replace(build, target)
-    return target
+    return build_dir_once(target, lambda build: convert_gguf(gguf, build), f"converted from {gguf} ({size} bytes)\n")
 
 
 def convert_gguf(gguf: pathlib.Path, out: pathlib.Path) -> None:
@@ -144,14 +132,7 @@ def build_records(model_dir: pathlib.Path, articles: list[dict] | None = None) -
 def default_dataset_path(model_dir: pathlib.Path | None = None) -> pathlib.Path:
     """The evaluation set in cnn_eval.json format for the default model; built on first use."""
     model_dir = pathlib.Path(model_dir) if model_dir else default_model_dir()
-    path = model_dir / "cnn_eval_news.json"
-    if not path.exists():
-        with _locked(model_dir.parent / f".{model_dir.name}-{path.name}.lock"):
-            if not path.exists():
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(build_records(model_dir), indent=1))
-                os.replace(tmp, path)
-    return path
+    return write_json_once(model_dir / "cnn_eval_news.json", lambda: build_records(model_dir))
 
 
 # --- checks before any worker starts -------------------------------------------------------------

@@ -6,13 +6,10 @@ cnn_eval.json format whose prompts use the reference template. Nothing is downlo
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 import pathlib
-import shutil
-import tempfile
+
+from harness.run.cache import build_dir_once, cache_root, write_json_once
 
 BUILD_VERSION = "1"
 DATA_DIR = pathlib.Path(__file__).resolve().parent / "data"
@@ -22,40 +19,17 @@ BOS, EOS, EOT = "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"
 DEFAULT_SAMPLES = 32
 
 
-def cache_root() -> pathlib.Path:
-    root = os.environ.get("MLPERF_HARNESS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mlperf-harness")
-    return pathlib.Path(root)
 
 
 def tiny_model_dir() -> pathlib.Path:
     """Path of the built model (config, weights, tokenizer); builds it on first use."""
-    target = cache_root() / f"tiny-llama-v{BUILD_VERSION}"
-    if (target / "complete").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(target.parent / f".{target.name}.lock"):
-        if not (target / "complete").exists():
-            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-                build = pathlib.Path(tmp) / "model"
-                _build_model(build)
-                (build / "complete").write_text("ok\n")
-                shutil.rmtree(target, ignore_errors=True)
-                os.replace(build, target)
-    return target
+    return build_dir_once(cache_root() / f"tiny-llama-v{BUILD_VERSION}", _build_model)
 
 
 def tiny_dataset_path(samples: int = DEFAULT_SAMPLES) -> pathlib.Path:
     """A cnn_eval.json-format file for the tiny model's tokenizer; built on first use."""
     model_dir = tiny_model_dir()
-    path = model_dir / f"cnn_eval_tiny_{samples}.json"
-    if not path.exists():
-        with _locked(model_dir.parent / f".{path.name}.lock"):
-            if not path.exists():
-                records = build_records(model_dir, samples)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(records, indent=1))
-                os.replace(tmp, path)
-    return path
+    return write_json_once(model_dir / f"cnn_eval_tiny_{samples}.json", lambda: build_records(model_dir, samples))
 
 
 def build_records(model_dir: pathlib.Path, samples: int) -> list[dict]:
@@ -105,11 +79,3 @@ def _build_model(out: pathlib.Path) -> None:
     model.save_pretrained(str(out))
 
 
-@contextlib.contextmanager
-def _locked(path: pathlib.Path):
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
