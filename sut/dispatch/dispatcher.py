@@ -16,10 +16,10 @@ import collections
 import itertools
 import logging
 import time
-from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 from sut.dispatch.checks import identity_change, identity_of, output_problem
+from sut.dispatch.limits import DispatchLimits
 from sut.dispatch.ledger import Attempt, Connection, Query, WorkerLedger
 from sut.dispatch.policies.base import DispatchPolicy, Move, MoveKind
 from sut.dispatch.watchdog import Watchdog
@@ -39,17 +39,6 @@ LinkFactory = Callable[[str, object], Connection]
 class Responder(Protocol):
     def first_token(self, query: Query, tokens: bytes) -> None: ...
     def complete(self, items: list[tuple[Query, bytes]]) -> None: ...
-
-
-@dataclass
-class DispatchLimits:
-    max_attempts: int = 3
-    stall_timeout_s: float = 120.0
-    request_timeout_s: float = 600.0
-    no_worker_timeout_s: float = 30.0
-    silence_timeout_s: float = 5.0  # no message at all (workers heartbeat each second while busy)
-    faulty_after: int = 3  # wrong answers before a worker gets no more work
-    monitor_interval_s: float = 0.25
 
 
 class Dispatcher:
