@@ -39,3 +39,13 @@ def system_json(**overrides) -> dict:
                   system_name="sys", number_of_nodes=1, accelerators_per_node=8)
     system.update(overrides)
     return system
+
+
+def write_accuracy_log(path: pathlib.Path, outputs: dict[int, list[int]], duplicate_of: int | None = None) -> None:
+    """An mlperf_log_accuracy.json as LoadGen writes it (int32 hex), optionally with a duplicate entry."""
+    import numpy as np
+    entries = [{"seq_id": i, "qsl_idx": idx, "data": np.asarray(ids, "<i4").tobytes().hex().upper(),
+                "token_count": len(ids)} for i, (idx, ids) in enumerate(outputs.items())]
+    if duplicate_of is not None:
+        entries.append({"seq_id": 99, "qsl_idx": duplicate_of, "data": "00000000", "token_count": 1})
+    path.write_text(json.dumps(entries))

@@ -26,16 +26,21 @@ class Dataset:
         return len(self.tok_inputs)
 
 
+def read_json(path: pathlib.Path, error: type[Exception]):
+    """The JSON in `path`; a bad file raises `error` with one line naming the file and the place."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
 def load_dataset(path: str | pathlib.Path, total_sample_count: int | None = None) -> Dataset:
     path = pathlib.Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: dataset file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    data = read_json(path, DatasetError)
     records = _as_records(path, data)
     if not records:
         raise DatasetError(f"{path}: holds no records")

@@ -24,6 +24,7 @@ import os
 import pathlib
 import struct
 
+from harness.artifacts.dataset import read_json
 from harness.run.cache import build_dir_once, cache_root, write_json_once
 from harness.run.tiny_model import DATA_DIR, PROMPT_TEMPLATE
 from harness.submission.eos import eos_ids_from_model
@@ -140,12 +141,7 @@ def default_dataset_path(model_dir: pathlib.Path | None = None) -> pathlib.Path:
 def _json_file(path: pathlib.Path) -> dict:
     if not path.is_file():
         raise ModelError(f"{path}: file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ModelError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    data = read_json(path, ModelError)
     if not isinstance(data, dict):
         raise ModelError(f"{path}: expected a JSON object, got a {type(data).__name__}")
     return data
