@@ -51,7 +51,7 @@ def static_shares(args, prompts: int, per_gpu_extra: list[list[str]], log) -> di
     """Each GPU its own vLLM process with its share of the prompts, all at once: the hand split."""
     n = len(per_gpu_extra)
     children = [vc.start_child("h", child_argv(args, prompts, extra), ["--shard", f"{k}/{n}"],
-                               env={"CUDA_VISIBLE_DEVICES": str(k)}) for k, extra in enumerate(per_gpu_extra)]
+                               env={"CUDA_VISIBLE_DEVICES": vc.visible_gpu(k)}) for k, extra in enumerate(per_gpu_extra)]
     shares = [child.result(log) for child in children]
     tokens = sum(s["output_tokens"] for s in shares)
     return {"shares": shares, "tokens_per_s": tokens / max(s["seconds"] for s in shares)}

@@ -157,12 +157,19 @@ class start_child:
 
 # --- the harness side ------------------------------------------------------------------------------
 
+def visible_gpu(index: int) -> str:
+    """The CUDA_VISIBLE_DEVICES value for this process's GPU `index`: a child given "0" while this process
+    runs with CUDA_VISIBLE_DEVICES=2 would land on physical GPU 0, beside another experiment."""
+    visible = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    return visible[index] if index < len(visible) else str(index)
+
+
 def start_workers(args, gpus: list[int], workdir: pathlib.Path, extra_flags: dict | None = None) -> list[WorkerProcess]:
     """One vLLM worker per GPU; extra_flags[gpu] adds (and so overrides) flags for that GPU's worker."""
     workers = []
     for gpu in gpus:
         flags = worker_flags(args) + list((extra_flags or {}).get(gpu, ()))
-        spec = WorkerSpec("vllm", args.model, engine_args=tuple(flags), env={"CUDA_VISIBLE_DEVICES": str(gpu)})
+        spec = WorkerSpec("vllm", args.model, engine_args=tuple(flags), env={"CUDA_VISIBLE_DEVICES": visible_gpu(gpu)})
         workers.append(WorkerProcess(spec, workdir / f"worker-gpu{gpu}.log"))
     deadline = time.monotonic() + 600
     for worker in workers:
