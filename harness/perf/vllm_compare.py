@@ -8,7 +8,10 @@ b  the harness, Offline, through one gRPC worker on the same GPU: tokens/s and b
 c  Server at a fixed QPS: p50/p99 TTFT and TPOT, harness vs AsyncLLM driven directly, replaying the
    exact arrival times and samples LoadGen issued in the harness run (issue_schedule.json)
 d  N GPUs: N workers vs 1 worker through the harness (needs 2+ GPUs)
-Weights are dummy (config only) and every sample is forced to 128 output tokens.
+Weights are dummy (config only) and every sample is forced to 128 output tokens, unless --real-model:
+then the model directory's weights and tokenizer load, prompts come from --dataset (cnn_eval.json
+format, cycled to --prompts) and outputs stop at the model's EOS (greedy, 1..128 new tokens), the way
+the harness runs a real model.
 """
 from __future__ import annotations
 
@@ -32,9 +35,12 @@ OUT_TOKENS = 128
 
 
 def engine_kwargs(args) -> dict:
-    kwargs = dict(load_format="dummy", skip_tokenizer_init=True, generation_config="vllm",
-                  max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
+    kwargs = dict(max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
                   gpu_memory_utilization=args.gpu_memory_utilization)
+    if not args.real_model:
+        kwargs.update(load_format="dummy", skip_tokenizer_init=True, generation_config="vllm")
+    if args.dtype:
+        kwargs["dtype"] = args.dtype
     if args.quantization:
         kwargs["quantization"] = args.quantization
     if args.kv_cache_dtype:
@@ -45,8 +51,12 @@ def engine_kwargs(args) -> dict:
 
 
 def worker_flags(args) -> list[str]:
-    flags = ["--load-format", "dummy", "--max-num-seqs", str(args.max_num_seqs), "--max-num-batched-tokens",
+    flags = ["--max-num-seqs", str(args.max_num_seqs), "--max-num-batched-tokens",
              str(args.max_num_batched_tokens), "--gpu-memory-utilization", str(args.gpu_memory_utilization)]
+    if not args.real_model:
+        flags = ["--load-format", "dummy", *flags]
+    if args.dtype:
+        flags += ["--dtype", args.dtype]
     if args.quantization:
         flags += ["--quantization", args.quantization]
     if args.kv_cache_dtype:
@@ -55,32 +65,45 @@ def worker_flags(args) -> list[str]:
     return flags
 
 
-def sampling(delta: bool = True):
+def sampling(args, delta: bool = True):
     import vllm
     from vllm.sampling_params import RequestOutputKind
     kind = RequestOutputKind.DELTA if delta else RequestOutputKind.CUMULATIVE
-    return vllm.SamplingParams(temperature=0.0, max_tokens=OUT_TOKENS, min_tokens=OUT_TOKENS, ignore_eos=True,
-                               detokenize=False, seed=42, output_kind=kind)
+    forced = not args.real_model  # the harness's rules: greedy, 1..128 new tokens, stop at EOS
+    return vllm.SamplingParams(temperature=0.0, max_tokens=OUT_TOKENS, min_tokens=OUT_TOKENS if forced else 1,
+                               ignore_eos=forced, detokenize=False, seed=42, output_kind=kind)
+
+
+def benchmark_records(args, warmup: bool = False) -> list[dict]:
+    """The timed prompts (or the untimed warm-up ones): synthetic, or --dataset's records cycled."""
+    if not args.dataset:
+        return synthetic_records(64, args.seed + 1) if warmup else synthetic_records(args.prompts, args.seed)
+    records = json.loads(pathlib.Path(args.dataset).read_text())
+    if warmup:
+        records = records[::-1]
+    count = 64 if warmup else args.prompts
+    return [records[i % len(records)] for i in range(count)]
 
 
 # --- parts run in child processes (one engine per process) -------------------------------------
 
 def warmup_prompts(args) -> list[list[int]]:
     """Untimed first requests for every engine (JIT, graph capture): distinct from the timed ones."""
-    return [r["tok_input"] for r in synthetic_records(64, args.seed + 1)]
+    return [r["tok_input"] for r in benchmark_records(args, warmup=True)]
 
 
 def child_direct_offline(args, prompts) -> dict:
     import vllm
     from vllm.inputs import TokensPrompt
     llm = vllm.LLM(model=args.model, **engine_kwargs(args))
-    params = sampling(delta=False)
+    params = sampling(args, delta=False)
     llm.generate([TokensPrompt(prompt_token_ids=p) for p in warmup_prompts(args)], params, use_tqdm=False)
     start = time.perf_counter()
     outputs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
     elapsed = time.perf_counter() - start
     tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
-    return {"output_tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed}
+    return {"output_tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed,
+            "samples_per_s": len(outputs) / elapsed}
 
 
 def child_direct_shard(args, prompts) -> dict:
@@ -99,7 +122,7 @@ def child_direct_server(args, prompts) -> dict:
         llm = AsyncLLM.from_engine_args(AsyncEngineArgs(model=args.model, **engine_kwargs(args)))
 
         async def drain(i, prompt):
-            async for _ in llm.generate(TokensPrompt(prompt_token_ids=prompt), sampling(), f"warm{i}"):
+            async for _ in llm.generate(TokensPrompt(prompt_token_ids=prompt), sampling(args), f"warm{i}"):
                 pass
         await asyncio.gather(*(drain(i, p) for i, p in enumerate(warmup_prompts(args))))
         if args.replay:  # the arrivals and samples LoadGen produced in the harness run
@@ -116,7 +139,7 @@ def child_direct_server(args, prompts) -> dict:
             scheduled = t0 + at
             first = None
             n = 0
-            async for out in llm.generate(TokensPrompt(prompt_token_ids=prompts[picks[i]]), sampling(), f"r{i}"):
+            async for out in llm.generate(TokensPrompt(prompt_token_ids=prompts[picks[i]]), sampling(args), f"r{i}"):
                 n += len(out.outputs[0].token_ids)
                 if first is None and n:
                     first = time.perf_counter()
@@ -177,8 +200,9 @@ def start_workers(args, gpus: list[int], workdir: pathlib.Path, extra_flags: dic
     return workers
 
 
-def run_harness(addresses, dataset, samples, scenario, workdir, extra=(), qps=None) -> dict:
-    run_dir, results = harness_run(addresses, dataset, samples, scenario, workdir, qps or 1, extra)
+def run_harness(addresses, dataset, samples, scenario, workdir, extra=(), qps=None, forced: bool = True) -> dict:
+    run_dir, results = harness_run(addresses, dataset, samples, scenario, workdir, qps or 1, extra,
+                                   force_output_tokens=forced)
     ns = 1e-6
     dispatch = json.loads((run_dir / "manifest.json").read_text()).get("dispatch", {})
     return {"tokens_per_s": results.get("result_tokens_per_second") or results.get("result_completed_tokens_per_second"),
@@ -204,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-num-batched-tokens", type=int, default=16384)
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     p.add_argument("--quantization", default=None)
+    p.add_argument("--dtype", default=None, help="e.g. bfloat16 for a model directory saved in float32")
+    p.add_argument("--real-model", action="store_true",
+                   help="load the directory's weights and tokenizer; outputs stop at EOS (1..128 new tokens)")
+    p.add_argument("--dataset", default=None, help="cnn_eval.json-format prompts, cycled to --prompts")
     p.add_argument("--kv-cache-dtype", default=None)
     p.add_argument("--server-qps", type=float, default=None,
                    help="Server arrival rate (default: 85%% of part a's samples/s, else 20)")
@@ -225,7 +253,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse(argv)
-    prompts = [r["tok_input"] for r in synthetic_records(args.prompts, args.seed)]
+    prompts = [r["tok_input"] for r in benchmark_records(args)]
     if args.child:
         result = {"a": child_direct_offline, "c": child_direct_server, "h": child_direct_shard}[args.child](args, prompts)
         print("RESULT " + json.dumps(result), flush=True)
@@ -238,31 +266,32 @@ def main(argv: list[str] | None = None) -> int:
                "input_tokens": sum(map(len, prompts)), "command": sys.argv, "engine": engine_kwargs(args)}
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="bench-vllm-"))
     dataset = workdir / "synthetic.json"
-    dataset.write_text(json.dumps(synthetic_records(args.prompts, args.seed)))
+    dataset.write_text(json.dumps(benchmark_records(args)))
     log = open(workdir / "children.log", "w")
     if "a" in parts:
         results["a_direct"] = run_child("a", argv, log)
         print("a", results["a_direct"], flush=True)
     if args.server_qps is None:
-        direct = results.get("a_direct", {}).get("tokens_per_s")
-        args.server_qps = round(0.85 * direct / OUT_TOKENS, 1) if direct else 20.0
+        direct = results.get("a_direct", {}).get("samples_per_s")
+        args.server_qps = round(0.85 * direct, 1) if direct else 20.0
         argv += ["--server-qps", str(args.server_qps)]
     results["server_qps"] = args.server_qps
     workers = start_workers(args, gpus if "d" in parts and len(gpus) > 1 else gpus[:1], workdir)
     try:
         first = [workers[0].address]
         warm = workdir / "warmup.json"
-        warm.write_text(json.dumps(synthetic_records(64, args.seed + 1)))
+        warm.write_text(json.dumps(benchmark_records(args, warmup=True)))
+        forced = not args.real_model
         for worker in workers:  # the same untimed warm-up the direct engines get
-            run_harness([worker.address], warm, 64, "Offline", workdir)
+            run_harness([worker.address], warm, 64, "Offline", workdir, forced=forced)
         if "b" in parts:
             for factor in args.credit_factors.split(","):
                 results[f"b_harness_credit{factor}"] = run_harness(first, dataset, args.prompts, "Offline", workdir,
-                                                                    ["--credit-factor", factor])
+                                                                    ["--credit-factor", factor], forced=forced)
                 print("b", factor, results[f"b_harness_credit{factor}"], flush=True)
         if "c" in parts:
             results["c_harness"] = run_harness(first, dataset, args.server_requests, "Server", workdir,
-                                               qps=args.server_qps)
+                                               qps=args.server_qps, forced=forced)
             print("c harness", results["c_harness"], flush=True)
         if "d" in parts and len(workers) > 1:
             results["d_one"] = run_harness(first, dataset, args.prompts, "Offline", workdir)
@@ -281,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(r: dict) -> None:
-    print(f"\n{r['gpu']} x{r['gpus']}, {r['prompts']} prompts, {r['input_tokens']} input tokens, {OUT_TOKENS} out each")
+    outputs = "outputs stop at EOS (1..128)" if r["engine"].get("load_format") != "dummy" else f"{OUT_TOKENS} out each"
+    print(f"\n{r['gpu']} x{r['gpus']}, {r['prompts']} prompts, {r['input_tokens']} input tokens, {outputs}")
     direct = r.get("a_direct", {}).get("tokens_per_s")
     if direct:
         print(f"a  vLLM LLM.generate            {direct:10.1f} tok/s")
