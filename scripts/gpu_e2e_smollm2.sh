@@ -11,7 +11,7 @@ out=${1:-gpu-e2e-smollm2}
 prompts=${2:-8000}
 mkdir -p "$out"
 model=$(python -c "from harness.run.default_model import default_model_dir; print(default_model_dir())")
-dataset=$(python -c "from harness.run.default_model import EVAL_FILE; print(EVAL_FILE)")
+dataset=$(python -c "from harness.run.default_model import default_dataset_path as d; print(d())")
 echo "model: $model"
 cat > "$out/user.conf" <<CONF
 llama3_1-8b.*.performance_sample_count_override = 40
