@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-invalid", action="store_true", help="exit 0 even when LoadGen says INVALID")
     run.add_argument("--trace", action="store_true", help="write LoadGen's trace file (large)")
     run.add_argument("--quiet", action="store_true", help="no live progress line")
+    run.add_argument("--status-port", type=int_in(0, 65535), default=None,
+                     help="serve a live status page, /events and /metrics on this port (0: any free port)")
+    run.add_argument("--status-host", default="127.0.0.1",
+                     help="address of the status page (default 127.0.0.1; any other needs --auth-token-file)")
 
     workers = p.add_argument_group("workers")
     workers.add_argument("--workers", default=None, help="HOST:PORT[,HOST:PORT...] of running workers")
