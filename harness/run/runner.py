@@ -21,7 +21,7 @@ from harness.artifacts.dataset import DatasetError, check_against_model, load_da
 from harness.run.default_model import ModelError
 from harness.run.flags import build_parser
 from harness.run.interrupts import Interrupted, SignalGuard, exit_code, hard_exit, run_interruptibly
-from harness.run.live import RunObserver, check_status_flags
+from harness.run.status.observer import RunObserver, check_status_flags
 from harness.run.local_workers import LocalWorkers
 from harness.run.manifest import Manifest
 from harness.run.outputs import KeepingResponder, explain_errors, sample_lines

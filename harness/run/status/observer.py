@@ -1,4 +1,4 @@
-"""The run's live status (harness.ops.live): per-sample times, `timeline.jsonl`, `live_status.md`
+"""A run's live status wired into the runner: per-sample times, `timeline.jsonl`, `live_status.md`
 and `latencies.csv` in the run directory, and with --status-port the status page and /metrics.
 
 The server binds before any worker starts, so a port in use is a bad flag (exit 2) that leaves no
@@ -11,9 +11,9 @@ import sys
 
 from harness.benchmarks.definitions import by_model_name
 from harness.benchmarks.scenarios import SCENARIOS
-from harness.ops.live.recorder import RecordingResponder, RunRecorder
-from harness.ops.live.server import StatusServer, check_status_exposure
-from harness.ops.live.status import LiveStatus, RunFacts
+from harness.run.status.recorder import RecordingResponder, RunRecorder
+from harness.run.status.server import StatusServer, check_status_exposure
+from harness.run.status.live import LiveStatus, RunFacts
 from sut.security import read_token
 
 

@@ -14,7 +14,7 @@ import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness.ops.live.metrics import metrics_text, registry_for
+from harness.run.status.metrics import metrics_text, registry_for
 from sut.security import SecurityError, is_loopback
 
 PAGE = (pathlib.Path(__file__).with_name("page.html")).read_bytes()

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from harness.ops.live.recorder import RunRecorder
+from harness.run.status.recorder import RunRecorder
 
 TIMELINE_FILE = "timeline.jsonl"
 LIVE_STATUS_FILE = "live_status.md"
