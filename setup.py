@@ -11,14 +11,15 @@ PLOT = ["matplotlib==3.11.2"]  # find-qps's plot; optional at import
 # a PostgreSQL history store needs a driver
 POSTGRES = ["psycopg[binary]==3.3.9"]
 NVML = ["nvidia-ml-py==13.615.71"]  # the worker's node.* fingerprint on GPU hosts; absent: said so
-TEST = ["pytest==9.0.3", "pytest-timeout==2.4.0", "grpcio-tools==1.84.0", "cryptography==48.0.0"]
+TEST = ["pytest==9.0.3", "pytest-timeout==2.4.0", "grpcio-tools==1.84.0", "cryptography==48.0.0",
+        "playwright==1.65.2"]  # playwright drives Debian's chromium (never a downloaded browser)
 
 setup(
     name="mlperf-llm-harness",
     version="0.1.0",
     description="MLPerf Inference LoadGen harness for Llama-3.1-8B with gRPC fan-out to backend workers",
     packages=find_packages(include=["harness", "harness.*", "sut", "sut.*"]),
-    package_data={"harness.run": ["data/*.json"], "sut": ["proto/*.proto"]},
+    package_data={"harness.run": ["data/*.json"], "harness.run.status": ["page.html"], "sut": ["proto/*.proto"]},
     python_requires=">=3.10",
     install_requires=[
         "mlcommons-loadgen==6.0.17",
@@ -30,6 +31,8 @@ setup(
         "pydantic>=2.6,<3",
         "SQLAlchemy==2.1.9",
         "croniter==7.0.0",
+        "prometheus-client==0.26.0",  # the status page's /metrics
+        "plotly==7.1.0",  # reports' charts (JS inlined: they render offline)
     ],
     extras_require={
         "hf": HF,
