@@ -1,0 +1,79 @@
+"""`python -m harness report RUN [RUN...]`: one self-contained HTML report and a markdown summary.
+
+One run: throughput over time, TTFT/TPOT distributions against the limits, per-worker split, the
+verdict and why. Several: side by side with deltas against the first. `--trend`: the runs as a
+history, each metric over time with the regression threshold drawn.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+from harness.ops.report.data import ReportError, load_run
+from harness.run.flags import OneLineParser, float_in, int_in
+
+EXIT_OK, EXIT_INPUT = 0, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="python -m harness report",
+                      description="Write one self-contained HTML report (renders offline) and a markdown summary "
+                                  "of one or more run directories.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (as `python -m harness run` leaves them)")
+    p.add_argument("--out", default=None,
+                   help="HTML file to write (default: RUN/report.html for one run, ./report.html for several); "
+                        "the markdown summary goes beside it (.md)")
+    p.add_argument("--format", choices=("html", "md"), default="html",
+                   help="html: the page and the markdown beside it; md: only the markdown, also printed")
+    p.add_argument("--trend", action="store_true",
+                   help="treat the runs as a history (ordered by start time) and draw trends")
+    p.add_argument("--threshold", type=float_in(0, 1, low_open=True), default=0.05,
+                   help="trend: a regression is a drop in throughput or rise in latency beyond this fraction "
+                        "of the median of the runs before (default 0.05)")
+    p.add_argument("--window", type=int_in(1), default=10, help="trend: runs in the median (default 10)")
+    return p
+
+
+def write_report(run_dirs: list[str], out: pathlib.Path, fmt: str = "html", trend: bool = False,
+                 threshold: float = 0.05, window: int = 10) -> list[pathlib.Path]:
+    runs = [load_run(d) for d in run_dirs]
+    records = [run.record for run in runs] if trend else None
+    shown = runs if not trend else runs[-1:]  # a trend shows the latest run in full, the rest as the series
+    from harness.ops.report.markdown import render_markdown
+    written = []
+    md_path = out.with_suffix(".md")
+    md = render_markdown(shown, records, threshold, window)
+    if fmt == "html":
+        from harness.ops.report.page import render
+        _write(out, render(shown, records, threshold, window))
+        written.append(out)
+    _write(md_path, md)
+    written.append(md_path)
+    if fmt == "md":
+        print(md)
+    return written
+
+
+def _write(path: pathlib.Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as exc:
+        raise ReportError(f"--out {path}: cannot write: {exc.strerror or exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_INPUT
+    out = pathlib.Path(args.out) if args.out else (
+        pathlib.Path(args.runs[0]) / "report.html" if len(args.runs) == 1 else pathlib.Path("report.html"))
+    try:
+        for path in write_report(args.runs, out, args.format, args.trend, args.threshold, args.window):
+            print(f"wrote {path}", file=sys.stderr)
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    return EXIT_OK
