@@ -21,7 +21,7 @@ table { border-collapse: collapse; margin: 0.6em 0; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; font-variant-numeric: tabular-nums; }
 th { background: #f3f3f3; } td.l, th.l { text-align: left; }
 .verdict { padding: 0.6em 1em; border-radius: 6px; margin: 0.6em 0; }
-.ok { background: #e6f4ea; border: 1px solid #1b7f3b; } .bad { background: #fdecea; border: 1px solid #b00020; }
+.ok { background: #e6f4ea; border: 1px solid #1b7f3b; } .warn { background: #fff4e0; border: 1px solid #b26a00; } .bad { background: #fdecea; border: 1px solid #b00020; }
 .better { color: #1b7f3b; } .worse { color: #b00020; font-weight: bold; } .note { color: #666; }
 .chart { margin: 0.4em 0 1em 0; }
 """
@@ -78,7 +78,7 @@ def _facts(page: Page, record: RunRecord) -> None:
 
 
 def _verdict(page: Page, record: RunRecord) -> None:
-    css = "ok" if record.accepted else "bad"
+    css = "bad" if not record.accepted else "ok" if record.verdict == "VALID" else "warn"  # warn: --allow-invalid
     reasons = "".join(f"<li>{_e(r)}</li>" for r in dict.fromkeys(record.reasons))
     page.add(f'<div class="verdict {css}" data-verdict="{_e(record.verdict)}"><b>Verdict: {_e(verdict_line(record))}</b>'
              + (f"<ul>{reasons}</ul>" if reasons else "<div>no reason given against it</div>") + "</div>")

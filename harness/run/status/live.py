@@ -66,6 +66,7 @@ class LiveStatus:
         self._last_snapshot: dict = {}
         self._history: collections.deque = collections.deque()  # (t, completed, tokens, {worker: tokens})
         self._figures: dict = self._compute({})
+        self._history.clear()  # the empty figures before the test are no point of its rate
         self._version = 0
         self._changed = threading.Condition()
         self._stop = threading.Event()
