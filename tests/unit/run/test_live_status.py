@@ -149,3 +149,28 @@ def test_events_stream_sends_the_figures_and_ends_when_the_status_closes():
             body = response.read().decode()  # returns: the stream ends once the status is closed
     events = [json.loads(line[len("data: "):]) for line in body.splitlines() if line.startswith("data: ")]
     assert events and events[-1]["state"] == "done" and not math.isnan(events[-1]["elapsed_s"])
+
+
+def test_run_flags_status_host_needs_a_token_and_a_busy_port_leaves_no_run(tmp_path, monkeypatch, capsys):
+    import socket
+
+    from harness.cli import main
+    from harness.run.settings import short_run_user_conf
+    monkeypatch.chdir(tmp_path)
+    dataset = tmp_path / "cnn_eval.json"
+    dataset.write_text(json.dumps([{"input": "a", "tok_input": [1, 5, 7], "output": "s"}] * 8))
+    conf = tmp_path / "user.conf"
+    conf.write_text(short_run_user_conf("llama3_1-8b", 8))
+    base = ["--quiet", "--output", str(tmp_path / "runs"), "--workers", "127.0.0.1:1", "--dataset", str(dataset),
+            "--user-conf", str(conf)]
+    assert main(base + ["--status-port", "0", "--status-host", "0.0.0.0"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "--status-host 0.0.0.0" in err[0] and "--auth-token-file" in err[0]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(base + ["--status-port", str(port)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and f"--status-port {port}: cannot listen" in err[0]
+    assert not any((tmp_path / "runs").iterdir())
