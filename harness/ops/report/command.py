@@ -11,6 +11,7 @@ import pathlib
 import sys
 
 from harness.ops.report.data import ReportError, load_run
+from harness.ops.run_record import RunRecord
 from harness.run.flags import OneLineParser, float_in, int_in
 
 EXIT_OK, EXIT_INPUT = 0, 2
@@ -36,20 +37,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def write_report(run_dirs: list[str], out: pathlib.Path, fmt: str = "html", trend: bool = False,
-                 threshold: float = 0.05, window: int = 10) -> list[pathlib.Path]:
-    runs = [load_run(d) for d in run_dirs]
-    records = [run.record for run in runs] if trend else None
-    shown = runs if not trend else runs[-1:]  # a trend shows the latest run in full, the rest as the series
+                 threshold: float = 0.05, window: int = 10,
+                 trend_records: list[RunRecord] | None = None) -> list[pathlib.Path]:
+    """`trend`: the run directories are the history (the latest is shown in full). `trend_records`:
+    a history from elsewhere (the store's last N runs) drawn below the runs shown."""
     from harness.ops.report.markdown import render_markdown
+    runs = [load_run(d) for d in run_dirs]
+    if trend:
+        runs = sorted(runs, key=lambda run: run.record.started_at)
+        latest = runs[-1].record
+        alike = [run.record for run in runs if (run.record.key, run.record.mode) == (latest.key, latest.mode)]
+        for run in runs:
+            if (run.record.key, run.record.mode) != (latest.key, latest.mode):
+                print(f"note: the trend leaves out {run.record.run_dir}: {run.record.scenario} {run.record.mode} on "
+                      f"{run.record.system or '?'}, not like the latest ({latest.scenario} {latest.mode} on "
+                      f"{latest.system or '?'})", file=sys.stderr)
+        trend_records = alike + list(trend_records or [])
+        runs = runs[-1:]
+    md = render_markdown(runs, trend_records, threshold, window)
     written = []
-    md_path = out.with_suffix(".md")
-    md = render_markdown(shown, records, threshold, window)
     if fmt == "html":
         from harness.ops.report.page import render
-        _write(out, render(shown, records, threshold, window))
+        _write(out, render(runs, trend_records, threshold, window))
         written.append(out)
-    _write(md_path, md)
-    written.append(md_path)
+    _write(out.with_suffix(".md"), md)
+    written.append(out.with_suffix(".md"))
     if fmt == "md":
         print(md)
     return written

@@ -104,3 +104,30 @@ def test_command_refuses_a_folder_that_is_no_run(tmp_path, capsys):
     assert main([str(tmp_path / "empty")]) == 2
     assert "no manifest.json" in capsys.readouterr().err
     assert main(["--threshold", "2", str(tmp_path)]) == 2
+
+
+def _run_dir(parent, name: str, day: int, tokens_per_s: float, scenario: str = "Server"):
+    import json
+    run = parent / name
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({
+        "status": "done", "scenario": scenario, "mode": "PerformanceOnly", "model_name": "llama3_1-8b",
+        "validity": "VALID", "accepted": True, "num_errors": 0, "system_name": "rig",
+        "started_at": (START + dt.timedelta(days=day)).isoformat()}))
+    lines = [{"key": "result_validity", "value": "VALID"}, {"key": "result_completed_tokens_per_second",
+                                                            "value": tokens_per_s}, {"key": "power_end", "value": 0}]
+    (run / "mlperf_log_detail.txt").write_text("".join(f":::MLLOG {json.dumps(line)}\n" for line in lines))
+    return run
+
+
+def test_trend_from_run_dirs_flags_the_planted_drop_and_leaves_out_unlike_runs(tmp_path, capsys):
+    dirs = [_run_dir(tmp_path, f"n{i}", i, v) for i, v in enumerate([1000, 1010, 995, 700])]
+    dirs.append(_run_dir(tmp_path, "offline", 1, 5000, scenario="Offline"))
+    out = tmp_path / "trend" / "report.html"
+    assert main(["--trend", *map(str, dirs), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "the trend leaves out" in err and "offline" in err
+    md = (tmp_path / "trend" / "report.md").read_text()
+    assert "Trend over 4 runs" in md and "output tokens/s: REGRESSION in n3" in md
+    html = out.read_text()
+    assert "regression threshold (5%)" in html and "## n3" in md
