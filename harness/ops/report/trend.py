@@ -52,7 +52,7 @@ def trend_figure(records: list[RunRecord], key: str, threshold: float, window: i
     fig = go.Figure()
     fig.add_scatter(x=x, y=[v for _, v in points], mode="lines+markers", name=metric.label,
                     text=[f"{r.run_id}<br>{r.verdict}" for r in records], hovertemplate="%{y:,.2f}<br>%{text}")
-    fig.add_scatter(x=x, y=base, mode="lines", name=f"median of the last {window}", line=dict(dash="dot"))
+    fig.add_scatter(x=x, y=base, mode="lines", name=f"median of the last {window}", line=dict(dash="dot", color="#777"))
     fig.add_scatter(x=x, y=limit, mode="lines", name=f"regression threshold ({threshold:.0%})",
                     line=dict(color="red", dash="dash"))
     bad = [(xi, v) for xi, (_, v), f in zip(x, points, flags) if f]
