@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import socket
 import pathlib
 import threading
 import urllib.parse
@@ -36,8 +37,9 @@ class StatusServer:
         self.token = token
         self.registry = registry_for(source)
         handler = type("Handler", (_Handler,), {"status": self})
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
         try:
-            self.httpd = ThreadingHTTPServer((host, port), handler)
+            self.httpd = server_class((host.strip("[]"), port), handler)
         except OSError as exc:
             raise SecurityError(f"--status-port {port}: cannot listen on {host}:{port}: "
                                 f"{exc.strerror or exc}") from None
@@ -68,6 +70,10 @@ class StatusServer:
         if header and header.startswith("Bearer "):
             offered = header[len("Bearer "):]
         return hmac.compare_digest(offered.encode(), self.token.encode())
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 class _Handler(BaseHTTPRequestHandler):
