@@ -291,7 +291,8 @@ def _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit
             hard_exit(exit_code(guard.signum))
 
     try:
-        with observer.watching(cluster.snapshot), Progress(cluster.snapshot, label, enabled=not args.quiet):
+        watching = observer.watching(cluster.snapshot, interrupted=lambda: guard.signum is not None)
+        with watching, Progress(cluster.snapshot, label, enabled=not args.quiet):
             run_interruptibly(lambda: lg.StartTestWithLogSettings(sut, qsl, settings, log_settings,
                                                                   str(audit_config)),
                               guard, cluster.abort, INTERRUPT_GRACE_S, stuck)

@@ -45,13 +45,14 @@ class RunObserver:
         return RecordingResponder(inner, self.recorder)
 
     @contextlib.contextmanager
-    def watching(self, snapshot):
+    def watching(self, snapshot, interrupted=lambda: False):
         """While LoadGen's test runs: sample the cluster; afterwards write latencies.csv."""
         self._snapshot = snapshot
+        self.status.__enter__()
         try:
-            with self.status:
-                yield self.status
+            yield self.status
         finally:
+            self.status.finish("interrupted" if interrupted() else "done")
             try:
                 self.recorder.write(self.run_dir)
             except OSError as exc:
