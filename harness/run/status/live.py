@@ -42,10 +42,10 @@ class RunFacts:
     min_duration_s: float = 0.0
 
 
-def percentiles_ms(values: list[float], limit_ms: float | None) -> dict:
+def percentiles_ms(values: np.ndarray, limit_ms: float | None) -> dict:
     figures = {f"p{p}": None for p in PERCENTILES}
-    if values:
-        for p, v in zip(PERCENTILES, np.percentile(np.asarray(values), PERCENTILES)):
+    if len(values):
+        for p, v in zip(PERCENTILES, np.percentile(values, PERCENTILES)):
             figures[f"p{p}"] = round(float(v) * 1e3, 3)
     figures["limit_p99"] = limit_ms
     figures["within_limit"] = None if limit_ms is None or figures["p99"] is None else figures["p99"] <= limit_ms
