@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from harness.ops.report.data import RunData
-from harness.ops.report.summary import delta_text, fmt, shown_metrics, value, verdict_line, accuracy_text
+from harness.ops.report.summary import BY_KEY, accuracy_text, delta_text, fmt, shown_metrics, value, verdict_line
 from harness.ops.report.trend import TREND_METRICS, regressions
-from harness.ops.report.summary import BY_KEY
 from harness.ops.run_record import RunRecord
 
 

@@ -10,7 +10,7 @@ from plotly.offline import get_plotlyjs
 
 from harness.ops.report import charts
 from harness.ops.report.data import RunData
-from harness.ops.report.summary import delta_text, fmt, shown_metrics, value, verdict_line, accuracy_text
+from harness.ops.report.summary import accuracy_text, delta_text, fmt, shown_metrics, value, verdict_line
 from harness.ops.report.trend import trend_figures
 from harness.ops.run_record import RunRecord
 
