@@ -21,6 +21,7 @@ from harness.artifacts.dataset import DatasetError, check_against_model, load_da
 from harness.run.default_model import ModelError
 from harness.run.flags import build_parser
 from harness.run.interrupts import Interrupted, SignalGuard, exit_code, hard_exit, run_interruptibly
+from harness.run.status.observer import RunObserver, check_status_flags
 from harness.run.local_workers import LocalWorkers
 from harness.run.manifest import Manifest
 from harness.run.outputs import KeepingResponder, explain_errors, sample_lines
@@ -156,6 +157,7 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
         raise InputError("--dataset without --workers needs --model DIR for the local workers")
     addresses = parse_workers(args.workers) if args.workers else None
     check_output(args.output)
+    check_status_flags(args)
 
     model_dir = args.model
     total_sample_count = args.total_sample_count
@@ -194,7 +196,8 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
         issued = issued_samples(settings, scenario.server_like, args.mode == "AccuracyOnly", len(dataset))
         check_disk_space(run_dir, estimate_log_bytes(issued, accuracy, params.max_new_tokens, args.trace),
                          f"LoadGen's logs for about {issued} samples")
-    except (InputError, SettingsError, PreflightError):
+        observer = RunObserver(args, run_dir, model_name, settings, issued)
+    except (InputError, SettingsError, PreflightError, SecurityError):
         shutil.rmtree(run_dir, ignore_errors=True)  # nothing of a run yet: no stale folder under --output
         raise
     audit_config = run_dir / "audit.config"
@@ -205,7 +208,8 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
     manifest = Manifest(run_dir / "manifest.json", status="starting", scenario=args.scenario, mode=args.mode,
                         model_name=model_name, smoke=smoke, dataset=str(dataset.path), samples=len(dataset),
                         sampling=dataclasses.asdict(params), forced_output_tokens=args.force_output_tokens,
-                        audit=args.audit, effective_settings=effective_settings(settings))
+                        audit=args.audit, effective_settings=effective_settings(settings),
+                        system_name=args.system_name)
     fatal.manifest = manifest
     if smoke:
         from harness.run.default_model import MODEL_LABEL
@@ -233,7 +237,7 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
         cluster = ClusterSUT(addresses, dataset.tok_inputs, params,
                              create_policy(policy, credit_factor=args.credit_factor, order=args.order),
                              needs_first_token=scenario.needs_first_token, on_fatal=fatal, limits=limits,
-                             responder=responder, security=security)
+                             responder=observer.responder(responder), security=security)
         infos = cluster.start(args.connect_timeout)
         missing = cluster.missing_workers()
         if missing:
@@ -242,13 +246,14 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
         check_against_model(dataset, min(i["vocab_size"] or 0 for i in infos) or 0,
                             min(i["max_model_len"] or 0 for i in infos) or 0, params.max_new_tokens)
         manifest.update(status="running", workers=infos, policy=args.policy, link_security=security.describe())
-        _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config, guard, fatal)
+        _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config, guard, fatal, observer)
         manifest.update(workers=cluster.worker_infos(), dispatch=cluster.snapshot(), **cluster.dispatch_record())
         if guard.signum:
             raise Interrupted(guard.signum)
         if scenario.server_like:
             (run_dir / "issue_schedule.json").write_text(json.dumps(cluster.issue_schedule()))
     finally:
+        observer.close()
         if cluster:
             cluster.close()
         if local:
@@ -262,8 +267,8 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
 
 
 def _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config, guard: SignalGuard,
-                fatal: FatalHandler) -> None:
-    sut = lg.ConstructSUT(cluster.issue_queries, cluster.flush_queries)
+                fatal: FatalHandler, observer: RunObserver) -> None:
+    sut = lg.ConstructSUT(observer.recorder.wrap_issue(cluster.issue_queries), cluster.flush_queries)
     qsl = lg.ConstructQSL(len(dataset), perf_count, lambda _: None, lambda _: None)
     output = lg.LogOutputSettings()
     output.outdir = str(run_dir)
@@ -286,7 +291,8 @@ def _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit
             hard_exit(exit_code(guard.signum))
 
     try:
-        with Progress(cluster.snapshot, label, enabled=not args.quiet):
+        watching = observer.watching(cluster.snapshot, interrupted=lambda: guard.signum is not None)
+        with watching, Progress(cluster.snapshot, label, enabled=not args.quiet):
             run_interruptibly(lambda: lg.StartTestWithLogSettings(sut, qsl, settings, log_settings,
                                                                   str(audit_config)),
                               guard, cluster.abort, INTERRUPT_GRACE_S, stuck)

@@ -1,0 +1,1 @@
+"""`python -m harness report`: one self-contained HTML file (and a markdown summary) from run directories."""
