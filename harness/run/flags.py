@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 
 from harness.benchmarks.definitions import MODEL_NAMES
 from harness.benchmarks.scenarios import SCENARIOS
@@ -10,6 +11,12 @@ from harness.run.settings import MODES
 
 
 INT32_MAX = 2 ** 31 - 1
+# flags whose values the manifest never keeps (harness/run/manifest.py: redacted_argv): "password" hides
+# a URL's password and query, "whole" the whole value (a Slack webhook URL is its own secret)
+SECRET_FLAGS = {"--store": "password", "--alert-webhook": "whole"}
+STORE_ENV = "MLPERF_HARNESS_STORE"
+WEBHOOK_ENV = "MLPERF_HARNESS_ALERT_WEBHOOK"
+HISTORY_FILE = "history.sqlite"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -132,4 +139,40 @@ def build_parser() -> argparse.ArgumentParser:
                           help="seconds with no worker available before the run fails (default 30)")
     dispatch.add_argument("--max-attempts", type=_positive_int, default=3,
                           help="engine errors tolerated per sample before the run fails")
+    add_history_flags(p)
     return p
+
+
+def add_store_flag(group) -> None:
+    group.add_argument("--store", default=os.environ.get(STORE_ENV) or None, metavar="URL",
+                       help=f"history store, an SQLAlchemy URL (e.g. postgresql+psycopg://user@host/db; default "
+                            f"${STORE_ENV}, else sqlite:///OUTPUT/{HISTORY_FILE}); its password is never recorded")
+
+
+def add_history_flags(p: argparse.ArgumentParser) -> None:
+    """History and alerts (harness.ops): every run is recorded and compared with the runs before it."""
+    ops = p.add_argument_group("history and alerts")
+    add_store_flag(ops)
+    ops.add_argument("--no-history", action="store_true", help="do not record this run or compare it")
+    ops.add_argument("--system-name", default=None,
+                     help="name of the system for comparisons (default: derived from the workers' hardware)")
+    ops.add_argument("--alert-webhook", default=os.environ.get(WEBHOOK_ENV) or None, metavar="URL",
+                     help=f"POST alerts as JSON to this URL (default ${WEBHOOK_ENV}); never recorded")
+    ops.add_argument("--alert-format", choices=("json", "slack"), default="json",
+                     help="webhook payload: the alert as JSON, or Slack's {\"text\": ...} (default json)")
+    ops.add_argument("--alert-timeout", type=_seconds, default=5.0, help="webhook timeout in seconds (default 5)")
+    ops.add_argument("--alert-window", type=_positive_int, default=5,
+                     help="compare with the median of the last N accepted runs of the same benchmark, scenario, "
+                          "mode and system (default 5)")
+    ops.add_argument("--alert-min-runs", type=_positive_int, default=3,
+                     help="earlier runs needed before comparing (default 3)")
+    ops.add_argument("--alert-threshold", type=float_in(0, low_open=True), default=10.0, metavar="PCT",
+                     help="alert when tokens/s or samples/s drop, or p99 TTFT/TPOT/latency rise, by more than "
+                          "PCT %% of the median (default 10)")
+    ops.add_argument("--alert-accuracy-threshold", type=float_in(0, low_open=True), default=1.0, metavar="PCT",
+                     help="alert when an accuracy score drops by more than PCT %% of the median (default 1)")
+    ops.add_argument("--worker-divergence", type=float_in(0, low_open=True), default=25.0, metavar="PCT",
+                     help="alert when a worker's tokens/s differs from the median of its peers' by more than "
+                          "PCT %% (runs of --divergence-min-samples or more; default 25)")
+    ops.add_argument("--divergence-min-samples", type=_positive_int, default=100,
+                     help="samples a run needs before worker rates are compared (default 100)")

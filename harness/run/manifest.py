@@ -1,14 +1,23 @@
 """manifest.json in each run directory: how the run was made and what it found."""
 from __future__ import annotations
 
+import datetime as dt
 import importlib.metadata
 import json
+import os
 import pathlib
 import platform
+import socket
 import subprocess
 import sys
+import urllib.parse
 
 import harness
+from harness.run.flags import SECRET_FLAGS
+
+TRIGGER_ENV = "MLPERF_HARNESS_TRIGGER"    # manual (unset), scheduled or campaign: who started the run
+SCHEDULE_ENV = "MLPERF_HARNESS_SCHEDULE"  # the schedule's name when the scheduler started it
+REDACTED = "<redacted>"
 
 
 def package_versions() -> dict[str, str]:
@@ -35,10 +44,51 @@ def git_revision() -> str | None:
     return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def redact_url(url: str) -> str:
+    """A URL without its password or query (where tokens hide); the scheme, host and path stay."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return REDACTED
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", f":{REDACTED}@", 1)
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, REDACTED if parts.query else "", ""))
+
+
+def redacted_argv(argv: list[str]) -> list[str]:
+    """The command line as the manifest keeps it: values of SECRET_FLAGS (webhook URLs, store URLs
+    with passwords) are never written into a run directory."""
+    out, hide = [], None
+    for arg in argv:
+        if hide:
+            out.append(hide(arg))
+            hide = None
+            continue
+        name, eq, value = arg.partition("=")
+        if name in SECRET_FLAGS:
+            if eq:
+                out.append(f"{name}={_HIDE[SECRET_FLAGS[name]](value)}")
+                continue
+            hide = _HIDE[SECRET_FLAGS[name]]
+        out.append(arg)
+    return out
+
+
+_HIDE = {"password": redact_url, "whole": lambda _: REDACTED}
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
 class Manifest:
     def __init__(self, path: pathlib.Path, **fields):
         self.path = path
-        self.data = {"command": sys.argv, "versions": package_versions(), "git_revision": git_revision(), **fields}
+        self.data = {"command": redacted_argv(sys.argv), "versions": package_versions(),
+                     "git_revision": git_revision(), "host": socket.gethostname(), "started_at": now_iso(),
+                     "trigger": os.environ.get(TRIGGER_ENV) or "manual",
+                     "schedule": os.environ.get(SCHEDULE_ENV) or None, **fields}
         self.write()
 
     def update(self, **fields) -> None:
@@ -48,6 +98,7 @@ class Manifest:
     def write(self) -> None:
         """Never raises: a manifest that cannot be written (disk full, folder gone) is reported on
         stderr, and the run goes on to write what it still can."""
+        self.data["updated_at"] = now_iso()
         tmp = self.path.with_suffix(".tmp")
         try:
             tmp.write_text(json.dumps(self.data, indent=2, default=str))

@@ -205,7 +205,8 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
     manifest = Manifest(run_dir / "manifest.json", status="starting", scenario=args.scenario, mode=args.mode,
                         model_name=model_name, smoke=smoke, dataset=str(dataset.path), samples=len(dataset),
                         sampling=dataclasses.asdict(params), forced_output_tokens=args.force_output_tokens,
-                        audit=args.audit, effective_settings=effective_settings(settings))
+                        audit=args.audit, effective_settings=effective_settings(settings),
+                        system_name=args.system_name)
     fatal.manifest = manifest
     if smoke:
         from harness.run.default_model import MODEL_LABEL

@@ -26,6 +26,7 @@ from sut.security import (AuthInterceptor, SecurityError, check_exposure, is_loo
                           server_credentials)
 from sut.wire import WORKER_SERVER_OPTIONS
 from sut.worker.identity import worker_identity
+from sut.worker.node import node_fingerprint
 from sut.worker.preset import PresetError, load_preset, preset_argv
 from sut.worker.service import BackendService
 from sut.worker.validation import DEFAULT_MAX_NEW_TOKENS_CAP
@@ -130,6 +131,7 @@ async def serve(args: argparse.Namespace) -> int:
         await server.stop(0)
         return 2
     service.identity = await asyncio.to_thread(worker_identity, args.model, engine.info())
+    service.identity.update(await asyncio.to_thread(node_fingerprint))  # node.*: shown, never pinned
     service.ready = True
     await health_service.set("", health_pb2.HealthCheckResponse.SERVING)
     print(f"READY {address}", flush=True)

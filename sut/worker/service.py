@@ -31,7 +31,7 @@ class BackendService(pb_grpc.BackendServicer):
         self.engine = engine
         self.worker_id = worker_id
         self.max_new_tokens_cap = max_new_tokens_cap
-        self.identity = dict(identity or {})  # merged into Info's versions (identity.* keys)
+        self.identity = dict(identity or {})  # merged into Info's versions (identity.* and node.* keys)
         self.ready = False
         self._streams = itertools.count(1)
         self._limits: Limits | None = None

@@ -1,0 +1,1 @@
+"""Operating the benchmark: run records, history store, schedules, alerts (see DESIGN.md)."""
