@@ -5,8 +5,8 @@ What is compared is data (`HIGHER_IS_BETTER`, `LOWER_IS_BETTER`, the benchmark's
   throughput drop, a p99 latency rise, or an accuracy drop beyond a threshold relative to the median
   of the last N runs, once there are at least `min_runs` of them;
 - the run itself: INVALID, failed or interrupted;
-- within the run: a worker whose tokens/s differs from the median of its peers' beyond a threshold,
-  with both nodes' fingerprints so the difference can be explained.
+- within the run: a worker whose tokens/s falls below the median of all the run's workers beyond a
+  threshold, with its node's and its peers' fingerprints so the difference can be explained.
 Delivery: a JSON POST (or Slack's {"text": ...}) to a webhook; a timeout or refusal is one line.
 """
 from __future__ import annotations
@@ -143,18 +143,17 @@ def worker_divergence(record: RunRecord, policy: AlertPolicy) -> list[Alert]:
     if len(workers) < 2 or sum(w.samples for w in record.workers) < policy.divergence_min_samples:
         return []
     alerts = []
+    median = statistics.median(w.tokens_per_s for w in workers)  # the slow one stands out; the rest set the pace
     for worker in workers:
-        peers = [w.tokens_per_s for w in workers if w is not worker]
-        median = statistics.median(peers)
         if not median:
-            continue
+            break
         change = _change_pct(worker.tokens_per_s, median)
-        if abs(change) > policy.divergence_pct:
+        if -change > policy.divergence_pct:
             alerts.append(Alert(
                 "worker-divergence",
-                f"worker {worker.name or worker.address} ran at {worker.tokens_per_s:g} tokens/s, {abs(change):.0f}% "
-                f"{'below' if change < 0 else 'above'} its peers' median {median:g} (threshold "
-                f"{policy.divergence_pct:g}%); node: {_short(fingerprint_summary(worker))}",
+                f"worker {worker.name or worker.address} ran at {worker.tokens_per_s:g} tokens/s, {-change:.0f}% "
+                f"below the workers' median {median:g} (threshold {policy.divergence_pct:g}%); node: "
+                f"{_short(fingerprint_summary(worker))}",
                 metric="worker_tokens_per_s", value=worker.tokens_per_s, baseline=median,
                 change_pct=round(change, 2),
                 details={"worker": worker.address, "fingerprint": fingerprint_summary(worker),
