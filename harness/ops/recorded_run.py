@@ -13,9 +13,7 @@ import os
 import pathlib
 import sys
 
-from harness.ops.alerts import AlertPolicy, DeliveryError, evaluate, payload, post_webhook
-from harness.ops.run_record import TRIGGERS, RunRecord, RunRecordError, read_run_record
-from harness.ops.store import HistoryStore, StoreError, default_store_url
+from harness.ops.run_record import TRIGGERS, RunRecord
 from harness.run import runner
 from harness.run.manifest import TRIGGER_ENV, Manifest
 
@@ -23,7 +21,7 @@ EXIT_ALERT = 4
 EXIT_CHANGING_KINDS = ("regression", "worker-divergence")  # a verdict alert already has its own exit code
 
 
-def history_of(store: HistoryStore, record: RunRecord, window: int) -> list[RunRecord]:
+def history_of(store, record: RunRecord, window: int) -> list[RunRecord]:
     """The comparable runs started before this one (a few more than the window: some may not count)."""
     return store.runs(benchmark=record.benchmark, scenario=record.scenario, mode=record.mode,
                       system=record.system, before=record.started_at, last=window * 4)
@@ -32,6 +30,10 @@ def history_of(store: HistoryStore, record: RunRecord, window: int) -> list[RunR
 def record_and_alert(args: argparse.Namespace, run_dir: pathlib.Path, code: int) -> int:
     if args.no_history:
         return code
+    # imported here: a run refused at its flags should not wait for SQLAlchemy
+    from harness.ops.alerts import AlertPolicy, DeliveryError, evaluate, payload, post_webhook
+    from harness.ops.run_record import RunRecordError, read_run_record
+    from harness.ops.store import HistoryStore, StoreError, default_store_url
     try:
         record = read_run_record(run_dir)
     except RunRecordError as exc:

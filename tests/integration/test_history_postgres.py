@@ -8,8 +8,8 @@ import pytest
 from harness.ops.alerts import AlertPolicy, against_history
 from harness.ops.run_record import read_run_record
 from harness.ops.store import HistoryStore
-from tests.helpers import run_harness, write_run_dir
-from tests.postgres_server import CannotStart, PostgresServer
+from helpers import run_harness, write_run_dir
+from postgres_server import CannotStart, PostgresServer
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,6 @@
 """Alert delivery to a real local HTTP server, and the crontab backend against a stand-in `crontab`."""
 from __future__ import annotations
 
-import os
-import stat
 import time
 
 import pytest
@@ -11,8 +9,9 @@ from harness.ops.alerts import AlertPolicy, DeliveryError, evaluate, payload, po
 from harness.ops.run_record import read_run_record
 from harness.ops.schedule_backends import CrontabBackend
 from harness.ops.schedules import Schedule, ScheduleBook, local_tz_name
-from tests.helpers import write_run_dir
-from tests.webhook_server import WebhookServer
+from fake_crontab import fake_crontab_env
+from helpers import write_run_dir
+from webhook_server import WebhookServer
 
 
 def regressed(tmp_path):
@@ -44,26 +43,13 @@ def test_webhook_timeout_is_one_line(tmp_path):
     assert str(info.value) == "the webhook did not answer within 0.5 s"
 
 
-FAKE_CRONTAB = """#!/bin/sh
-# stands in for cron's crontab: -l prints the table, - replaces it from stdin
-table="$FAKE_CRONTAB_FILE"
-case "$1" in
-  -l) if [ -f "$table" ]; then cat "$table"; else echo "no crontab for $(id -un)" >&2; exit 1; fi ;;
-  -) cat > "$table" ;;
-  *) echo "unsupported: $*" >&2; exit 2 ;;
-esac
-"""
 
 
 def test_crontab_backend_installs_lists_and_removes_its_line(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "crontab").write_text(FAKE_CRONTAB)
-    (bin_dir / "crontab").chmod(stat.S_IRWXU)
+    for key, value in fake_crontab_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
     table = tmp_path / "table"
     table.write_text("MAILTO=ops\n5 4 * * * backup.sh\n")
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_CRONTAB_FILE", str(table))
     book = ScheduleBook(tmp_path / "runs")
     backend = CrontabBackend()
     assert backend.available()

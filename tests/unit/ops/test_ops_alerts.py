@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from harness.ops.alerts import AlertPolicy, against_history, evaluate, payload, worker_divergence
 from harness.ops.run_record import read_run_record
-from tests.helpers import write_run_dir
+from helpers import write_run_dir
 
 
 def history(tmp_path, figures, **kw):

@@ -7,7 +7,7 @@ import pytest
 
 from harness.ops.run_record import RunRecordError, read_run_record, system_key
 from harness.run.manifest import redacted_argv
-from tests.helpers import write_run_dir
+from helpers import write_run_dir
 
 
 def test_record_reads_metrics_workers_and_fingerprints(tmp_path):

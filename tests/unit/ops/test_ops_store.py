@@ -7,7 +7,7 @@ import pytest
 
 from harness.ops.run_record import read_run_record
 from harness.ops.store import HistoryStore, StoreError
-from tests.helpers import write_run_dir
+from helpers import write_run_dir
 
 
 def test_records_round_trip_and_filter(tmp_path):
