@@ -5,7 +5,6 @@ Exit codes: 0 accepted; 1 INVALID or LoadGen errors or incomplete accuracy log; 
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -86,16 +85,14 @@ class FatalHandler:
         self._lock = threading.RLock()  # re-entered by a second signal arriving while an exit is written
 
     def finish(self, code: int) -> int:
-        """The run has ended with `code`: hand it to the after-run hook (history, alerts), which never
-        fails the run."""
+        """The run ended with `code`: the after-run hook (history, alerts) may change it, never fail the run."""
         if self.after_run is None or self.run_dir is None:
             return code
         hook, self.after_run = self.after_run, None  # once, even if a fatal exit races a normal end
         try:
             return hook(self.args, self.run_dir, code)
         except Exception as exc:  # noqa: BLE001 - the run's own outcome stands
-            print(f"warning: after-run step failed ({type(exc).__name__}: {exc}); the run's result stands",
-                  file=sys.stderr, flush=True)
+            print(f"warning: after-run step failed ({exc!r}); the run's result stands", file=sys.stderr, flush=True)
             return code
 
     def __call__(self, message: str) -> None:
@@ -129,9 +126,9 @@ def record_interrupt(fatal: "FatalHandler", guard: SignalGuard, message: str) ->
     print(f"\nrun {message}{where}", file=sys.stderr, flush=True)
 
 
-RunHook = Callable[[argparse.Namespace, pathlib.Path, int], int]
-"""Called once the run has ended and its directory exists (before a fatal exit too) with the exit code;
-returns the exit code to use. `harness.ops.recorded_run` records the run and compares it here."""
+# hook(args, run_dir, exit_code) -> exit code, called once a run with a directory ends (before a fatal exit
+# too); harness.ops.recorded_run records and compares the run there (run never imports ops)
+RunHook = Callable[[object, pathlib.Path, int], int]
 
 
 def run(args, after_run: RunHook | None = None) -> int:

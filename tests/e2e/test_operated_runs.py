@@ -157,11 +157,11 @@ def test_slow_worker_is_named_with_its_node_and_a_webhook_timeout_does_not_fail_
         fast.stop()
         slow.stop()
     assert result.returncode == 4, result.stdout + result.stderr
-    assert f"worker local-0 ran at" in result.stdout and "below the workers' median" in result.stdout
+    assert "worker local-0 ran at" in result.stdout and "below the workers' median" in result.stdout
     assert "node: hostname=" in result.stdout and "nvml=absent: " in result.stdout
     assert "alerts: not delivered: the webhook did not answer within 0.5 s; the run's result stands" in result.stderr
     manifest = manifest_of(only_run_dir(tmp_path / "runs"))
-    assert manifest["alerts"][0].startswith(f"worker local-0 ran at") and manifest["status"] == "done"
+    assert manifest["alerts"][0].startswith("worker local-0 ran at") and manifest["status"] == "done"
     slow_worker = next(w for w in manifest["workers"] if w["address"] == addresses[1])
     assert slow_worker["engine_args"]["speed"] == "0.25" and "node.cpu" in slow_worker["versions"]
 
