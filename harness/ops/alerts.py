@@ -151,7 +151,7 @@ def worker_divergence(record: RunRecord, policy: AlertPolicy) -> list[Alert]:
         if -change > policy.divergence_pct:
             alerts.append(Alert(
                 "worker-divergence",
-                f"worker {worker.name or worker.address} ran at {worker.tokens_per_s:g} tokens/s, {-change:.0f}% "
+                f"worker {worker.name + ' at ' if worker.name else ''}{worker.address} ran at {worker.tokens_per_s:g} tokens/s, {-change:.0f}% "
                 f"below the workers' median {median:g} (threshold {policy.divergence_pct:g}%); node: "
                 f"{_short(fingerprint_summary(worker))}",
                 metric="worker_tokens_per_s", value=worker.tokens_per_s, baseline=median,
