@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from harness.ops.schedule_backends import on_calendar
-from harness.ops.schedules import Schedule, ScheduleBook, ScheduleError, check_cron, check_tz
+from harness.ops.schedules import Schedule, ScheduleBook, ScheduleError, check_cron, check_tz, fire
 
 
 @pytest.mark.parametrize("cron,message", [("0 25 * * *", "not a valid cron expression"),
@@ -58,3 +58,15 @@ def test_systemd_calendar(cron, expected):
 def test_systemd_refuses_day_of_month_or_day_of_week():
     with pytest.raises(ScheduleError, match="systemd cannot say that"):
         on_calendar("0 0 1 * 1", "UTC")
+
+
+def test_fire_if_due_does_nothing_outside_the_expression(tmp_path):
+    book = ScheduleBook(tmp_path)
+    never_now = Schedule(name="newyear", cron="0 0 1 1 *", tz="Pacific/Kiritimati", argv=["--scenario", "Offline"],
+                         cwd=str(tmp_path))
+    book.save({"newyear": never_now})
+    now = dt.datetime.now(dt.timezone.utc)
+    if never_now.matches(now.replace(second=0, microsecond=0)):
+        pytest.skip("it is midnight of January 1st in Kiritimati: the schedule is due right now")
+    assert fire(book, "newyear", only_if_due=True) == 0
+    assert not (tmp_path / "history.sqlite").exists() and not book.lock_path("newyear").exists()  # nothing ran
