@@ -9,13 +9,12 @@ peers raised an alert.
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 
-from harness.ops.run_record import TRIGGERS, RunRecord
+from harness.ops.run_record import RunRecord, RunRecordError, trigger_from_env
 from harness.run import runner
-from harness.run.manifest import TRIGGER_ENV, Manifest
+from harness.run.manifest import Manifest
 
 EXIT_ALERT = 4
 EXIT_CHANGING_KINDS = ("regression", "worker-divergence")  # a verdict alert already has its own exit code
@@ -32,7 +31,7 @@ def record_and_alert(args: argparse.Namespace, run_dir: pathlib.Path, code: int)
         return code
     # imported here: a run refused at its flags should not wait for SQLAlchemy
     from harness.ops.alerts import AlertPolicy, DeliveryError, evaluate, payload, post_webhook
-    from harness.ops.run_record import RunRecordError, read_run_record
+    from harness.ops.run_record import read_run_record
     from harness.ops.store import HistoryStore, StoreError, default_store_url
     try:
         record = read_run_record(run_dir)
@@ -83,16 +82,10 @@ def _note_in_manifest(run_dir: pathlib.Path, record: RunRecord) -> None:
         print(f"alerts: not written to the manifest: {exc}", file=sys.stderr, flush=True)
 
 
-def check_trigger() -> str | None:
-    trigger = os.environ.get(TRIGGER_ENV)
-    if trigger and trigger not in TRIGGERS:
-        return f"error: {TRIGGER_ENV}={trigger!r}: must be one of {', '.join(TRIGGERS)}"
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
-    problem = check_trigger()
-    if problem:
-        print(problem, file=sys.stderr)
+    try:
+        trigger_from_env()  # a scheduler or campaign that sets a wrong trigger is told before the run
+    except RunRecordError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return runner.EXIT_INPUT
     return runner.main(argv, after_run=record_and_alert)

@@ -64,3 +64,12 @@ def test_secret_flag_values_never_reach_the_manifest():
     assert "s3cret" not in json.dumps(shown) and "tok" not in json.dumps(shown)
     assert shown[2] == "postgresql://bench:<redacted>@db/history" and shown[3] == "--alert-webhook=<redacted>"
     assert shown[4:] == ["--output", "runs"]
+
+
+def test_a_wrong_trigger_from_a_scheduler_is_refused_before_the_run(monkeypatch, capsys, tmp_path):
+    from harness.ops import recorded_run
+    monkeypatch.setenv("MLPERF_HARNESS_TRIGGER", "cron")
+    assert recorded_run.main(["--output", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err == ("error: MLPERF_HARNESS_TRIGGER='cron': must be one of manual, scheduled, "
+                                       "campaign\n")
+    assert not (tmp_path / "runs").exists()
