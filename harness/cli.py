@@ -10,7 +10,7 @@ import sys
 
 # command -> (module with main(argv) -> exit code, one line of help)
 COMMANDS = {
-    "run": ("harness.run.runner", "one LoadGen test (the default command)"),
+    "run": ("harness.ops.recorded_run", "one LoadGen test, recorded in the history (the default command)"),
     "package": ("harness.submission.package", "build the submission tree from run directories"),
     "check": ("harness.submission.check", "apply the submission checker's rules to a tree"),
     "accuracy": ("harness.submission.accuracy.report", "score an accuracy log against the benchmark's targets"),
@@ -18,6 +18,8 @@ COMMANDS = {
     "find-qps": ("harness.tune.find_qps", "the highest VALID Server/Interactive target_qps, on real runs"),
     "tune": ("harness.tune.engine_search", "search engine settings for Offline tokens/s; write a preset"),
     "report": ("harness.ops.report.command", "an HTML report (offline) and markdown summary of run directories"),
+    "history": ("harness.ops.history", "list and filter recorded runs; `history import RUN_DIR...` backfills"),
+    "schedule": ("harness.ops.schedule", "run a harness command on a cron schedule (crontab, systemd or foreground)"),
 }
 
 

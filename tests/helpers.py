@@ -16,7 +16,7 @@ RESULTS = "closed/Acme/results/sys/llama3.1-8b"
 
 def run_harness(*args: str, cwd: pathlib.Path, timeout: float = 240) -> subprocess.CompletedProcess:
     args = [str(a) for a in args]
-    if not (args and args[0] in ("package", "check", "accuracy", "synthetic", "report")):
+    if not (args and args[0] in ("package", "check", "accuracy", "synthetic", "report", "history", "schedule")):
         args = ["--quiet", *args]
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout,
@@ -49,3 +49,30 @@ def write_accuracy_log(path: pathlib.Path, outputs: dict[int, list[int]], duplic
     if duplicate_of is not None:
         entries.append({"seq_id": 99, "qsl_idx": duplicate_of, "data": "00000000", "token_count": 1})
     path.write_text(json.dumps(entries))
+
+
+def write_run_dir(parent: pathlib.Path, name: str, *, scenario: str = "Offline", mode: str = "PerformanceOnly",
+                  validity: str = "VALID", tokens_per_s: float = 1000.0, status: str = "done",
+                  started_at: str = "2026-11-20T19:00:00+00:00", worker_tokens: tuple[int, ...] = (500, 500),
+                  results: dict | None = None, **manifest) -> pathlib.Path:
+    """A run directory as the harness leaves it (manifest.json, LoadGen's detail log), for history tests
+    that need many runs with chosen figures."""
+    run_dir = parent / name
+    run_dir.mkdir(parents=True)
+    workers = [{"address": f"127.0.0.1:{5000 + i}", "worker_id": f"w{i}", "engine": "sim", "model": "sim",
+                "versions": {"sim": "1", "node.cpu": "Test CPU", "node.nvml": "absent: test",
+                             "identity.engine_args_hash": "e1"}} for i in range(len(worker_tokens))]
+    rows = [{"address": w["address"], "name": w["worker_id"], "completed": tokens // 100, "output_tokens": tokens,
+             "failures": 0, "reissued": 0, "state": "ready"} for w, tokens in zip(workers, worker_tokens)]
+    data = {"command": ["harness", "--scenario", scenario], "versions": {"harness": "0.1.0"},
+            "git_revision": "abc123", "host": "testhost", "started_at": started_at, "updated_at": started_at,
+            "trigger": "manual", "status": status, "scenario": scenario, "mode": mode, "model_name": "llama3_1-8b",
+            "workers": workers, "dispatch": {"elapsed_s": 1.0, "workers": rows}, "validity": validity,
+            "num_errors": 0, "invalid_reasons": [] if validity == "VALID" else ["min duration not met"],
+            "accepted": validity == "VALID", **manifest}
+    (run_dir / "manifest.json").write_text(json.dumps(data))
+    records = {"result_validity": validity, "result_tokens_per_second": tokens_per_s,
+               "result_samples_per_second": tokens_per_s / 100, **(results or {}), "power_end": "0"}
+    (run_dir / "mlperf_log_detail.txt").write_text("".join(
+        f':::MLLOG {json.dumps({"key": k, "value": v, "metadata": {}})}\n' for k, v in records.items()))
+    return run_dir

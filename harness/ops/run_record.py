@@ -189,6 +189,8 @@ def _verdict(run_dir: pathlib.Path, manifest: dict) -> tuple[str, list[str], int
     if not reasons and not detail.valid:
         reasons = detail.invalid_reasons + summary_reasons(run_dir / "mlperf_log_summary.txt")
     validity = manifest.get("validity") or detail.validity
+    if manifest.get("mode") == "AccuracyOnly" and validity == "MISSING":  # LoadGen judges performance only
+        validity = "VALID" if manifest.get("accepted") else "INVALID"
     return str(validity), reasons, int(manifest.get("num_errors") or detail.num_errors), detail.results
 
 

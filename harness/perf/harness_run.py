@@ -48,8 +48,9 @@ def run_harness(addresses: list[str], dataset: pathlib.Path, samples: int, scena
     before = set(out.iterdir()) if out.is_dir() else set()
     proc = _run([sys.executable, "-m", "harness", "--quiet", "--scenario", scenario, "--workers", ",".join(addresses),
                  "--dataset", str(dataset), "--user-conf", str(conf), "--output", str(out), "--allow-invalid",
+                 "--no-history",  # probes of a search are the search's record (tune.json), not operated runs
                  *(["--force-output-tokens"] if force_output_tokens else []), *extra], cwd=workdir)
     if proc.returncode != 0:
         raise RuntimeError(f"harness failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    run_dir = sorted(set(out.iterdir()) - before)[-1]
+    run_dir = sorted(p for p in set(out.iterdir()) - before if p.is_dir())[-1]
     return run_dir, read_detail_log(run_dir / "mlperf_log_detail.txt").results

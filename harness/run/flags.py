@@ -176,7 +176,7 @@ def add_history_flags(p: argparse.ArgumentParser) -> None:
     ops.add_argument("--alert-accuracy-threshold", type=float_in(0, low_open=True), default=1.0, metavar="PCT",
                      help="alert when an accuracy score drops by more than PCT %% of the median (default 1)")
     ops.add_argument("--worker-divergence", type=float_in(0, low_open=True), default=25.0, metavar="PCT",
-                     help="alert when a worker's tokens/s differs from the median of its peers' by more than "
+                     help="alert when a worker's tokens/s falls below the median of the run's workers by more than "
                           "PCT %% (runs of --divergence-min-samples or more; default 25)")
     ops.add_argument("--divergence-min-samples", type=_positive_int, default=100,
                      help="samples a run needs before worker rates are compared (default 100)")

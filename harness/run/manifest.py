@@ -91,6 +91,16 @@ class Manifest:
                      "schedule": os.environ.get(SCHEDULE_ENV) or None, **fields}
         self.write()
 
+    @classmethod
+    def reopen(cls, path: pathlib.Path) -> "Manifest":
+        """A finished run's manifest, to add to (raises OSError or ValueError when it cannot be read)."""
+        manifest = cls.__new__(cls)
+        manifest.path = path
+        manifest.data = json.loads(path.read_text())
+        if not isinstance(manifest.data, dict):
+            raise ValueError(f"{path}: not a JSON object")
+        return manifest
+
     def update(self, **fields) -> None:
         self.data.update(fields)
         self.write()

@@ -14,6 +14,7 @@ import shutil
 import sys
 import threading
 import time
+from typing import Callable
 
 from harness.benchmarks.definitions import by_model_name
 from harness.benchmarks.scenarios import SCENARIOS
@@ -77,11 +78,23 @@ class FatalHandler:
     """The one way out when a query cannot be answered: LoadGen would wait forever (and ignores
     Ctrl-C), so write the reason where the user looks, stop local workers, and exit now."""
 
-    def __init__(self, run_dir: pathlib.Path | None):
+    def __init__(self, run_dir: pathlib.Path | None, args=None, after_run: "RunHook | None" = None):
         self.run_dir = run_dir
         self.local: LocalWorkers | None = None
         self.manifest: Manifest | None = None
+        self.args, self.after_run = args, after_run
         self._lock = threading.RLock()  # re-entered by a second signal arriving while an exit is written
+
+    def finish(self, code: int) -> int:
+        """The run ended with `code`: the after-run hook (history, alerts) may change it, never fail the run."""
+        if self.after_run is None or self.run_dir is None:
+            return code
+        hook, self.after_run = self.after_run, None  # once, even if a fatal exit races a normal end
+        try:
+            return hook(self.args, self.run_dir, code)
+        except Exception as exc:  # noqa: BLE001 - the run's own outcome stands
+            print(f"warning: after-run step failed ({exc!r}); the run's result stands", file=sys.stderr, flush=True)
+            return code
 
     def __call__(self, message: str) -> None:
         with self._lock:
@@ -94,7 +107,7 @@ class FatalHandler:
                 print(f"\nERROR: {text}\nlogs kept in {self.run_dir}", file=sys.stderr, flush=True)
                 if self.local:
                     self.local.kill()
-                os._exit(EXIT_CLUSTER)
+                os._exit(self.finish(EXIT_CLUSTER))
 
 
 def write_failure(run_dir: pathlib.Path, text: str) -> None:
@@ -114,8 +127,13 @@ def record_interrupt(fatal: "FatalHandler", guard: SignalGuard, message: str) ->
     print(f"\nrun {message}{where}", file=sys.stderr, flush=True)
 
 
-def run(args) -> int:
-    fatal = FatalHandler(None)
+# hook(args, run_dir, exit_code) -> exit code, called once a run with a directory ends (before a fatal exit
+# too); harness.ops.recorded_run records and compares the run there (run never imports ops)
+RunHook = Callable[[object, pathlib.Path, int], int]
+
+
+def run(args, after_run: RunHook | None = None) -> int:
+    fatal = FatalHandler(None, args, after_run)
 
     def force_exit(signum: int, message: str) -> None:
         with fatal._lock:
@@ -126,12 +144,13 @@ def run(args) -> int:
 
     with SignalGuard(force_exit) as guard:
         try:
-            return _run(args, guard, fatal)
+            code = _run(args, guard, fatal)
         except Interrupted as exc:
             if fatal.local:  # a signal may have cut the run's own clean-up short
                 fatal.local.stop(grace_s=3.0)
             record_interrupt(fatal, guard, guard.reason() + _kept_note(fatal.run_dir))
-            return exit_code(exc.signum)
+            code = exit_code(exc.signum)
+    return fatal.finish(code)
 
 
 def _kept_note(run_dir: pathlib.Path | None) -> str:
@@ -370,13 +389,13 @@ def _accuracy_log_indices(path: pathlib.Path) -> int:
         return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, after_run: RunHook | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # a bad flag (one `error:` line, exit 2) or --help
         return exc.code if isinstance(exc.code, int) else EXIT_INPUT
     try:
-        return run(args)
+        return run(args, after_run)
     except (InputError, DatasetError, SettingsError, LaunchError, PreflightError, ModelError, SecurityError,
             RequestTooLarge) as exc:
         print(f"error: {exc}", file=sys.stderr)
