@@ -180,6 +180,7 @@ class Campaign:
                     self.console.print("workers: checking they are up ..." if self.config.workers.addresses
                                        else "workers: starting local workers ...")
                     ctx.addresses = workers.start()
+                    state.set(workers={"addresses": ctx.addresses, "local_pids": workers.pids()})
                     self.console.print(f"workers: {', '.join(ctx.addresses)}")
                 for decision in decisions:
                     if decision.action == "run":

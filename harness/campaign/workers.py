@@ -43,6 +43,9 @@ class CampaignWorkers:
                                   list(w.local.args), die_with_parent_signal=signal.SIGTERM)
         return self.local.wait_ready(w.local.ready_timeout_s)
 
+    def pids(self) -> list[int]:
+        return [pid for pid, _ in self.local.pids_and_logs()] if self.local else []
+
     def stop(self) -> None:
         if self.local is not None:
             self.local.stop()
