@@ -150,6 +150,7 @@ class Campaign:
                 outcome = kind.run(step, ctx)
         except KeyboardInterrupt:
             state.update(step.id, status="interrupted", pid=None, duration_s=round(time.monotonic() - start, 1),
+                         run_dir=kind.partial_output(step, ctx),
                          detail="interrupted (Ctrl-C or a signal); re-run the same command to resume")
             self.console.print(f"[red]INTERRUPTED[/] {step.id}")
             raise

@@ -1,8 +1,10 @@
 """`python -m harness campaign --example`: a miniature campaign on the embedded default model
-(SmolLM2-135M-Instruct on two local CPU workers), with SMOKE settings: 8 samples, at most 32 new
-tokens, no minimum duration, Server at 1 qps. It runs performance, accuracy and TEST06 for Offline
-and Server, packages them (marked UNOFFICIAL) and checks the tree. The check must reject the tree
-for the smoke values only (SMOKE_PROBLEMS); any other problem fails the example (exit 1).
+(SmolLM2-135M-Instruct on two local CPU workers), with SMOKE settings: 8 samples, at most 16 new
+tokens, no minimum duration, Server at 1 qps. It runs performance and accuracy for Offline and
+Server, packages them (marked UNOFFICIAL) and checks the tree. TEST06 is left out: its audit config
+fixes 100 queries, about 80 s of prompt processing per scenario on 2 CPU cores, which would break
+the 3-minute budget (the sim campaign and the tests run it). The check must reject the tree for
+the smoke settings only (SMOKE_PROBLEMS); any other problem fails the example (exit 1).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ SOURCE = "<embedded example campaign>"
 EXAMPLE = {
     "benchmark": "llama3.1-8b",
     "scenarios": ["Offline", "Server"],
-    "steps": ["performance", "accuracy", "TEST06", "package", "check"],
+    "steps": ["performance", "accuracy", "package", "check"],
     "output": "campaign-example",
     "organisation": "Example",
     "division": "closed",
@@ -27,7 +29,7 @@ EXAMPLE = {
     "workers": {"local": {"engine": "hf", "count": 2}},
     "loadgen": {"min_duration_ms": 0, "min_query_count": 8, "offline_target_qps": 10,
                 "target_qps": {"Server": 1.0}},
-    "run": {"samples": 8, "max_new_tokens": 32, "min_new_tokens": 2},
+    "run": {"samples": 8, "max_new_tokens": 16, "min_new_tokens": 2},
     "system": {
         "system_name": "example-cpu", "status": "available", "system_type": "datacenter",
         "host_processors_per_node": "1", "host_storage_capacity": "example", "host_storage_type": "example",
@@ -48,11 +50,12 @@ SMOKE_PROBLEMS = {
     r"performance_sample_count is \d+; needs >= 13368": "8 samples (a submission: 13368)",
     r"Offline samples_per_query is \d+; needs >= 13368": "8 samples per Offline query",
     r"the accuracy run covered \d+ samples; needs all 13368": "accuracy on 8 samples",
-    r"accuracy.txt: (rouge\w*|gen_len|gen_num) \S+ does not meet": "a 135M model on 8 samples, 32 tokens, "
+    r"accuracy.txt: (rouge\w*|gen_len|gen_num) \S+ does not meet": "a 135M model on 8 samples, 16 tokens, "
                                                                     "against Llama-3.1-8B's targets",
     r"early stopping not met": "8 Server queries are too few for early stopping",
     r"LoadGen result is INVALID": "LoadGen's INVALID for the short Server run (too few queries)",
     r"p99 (TTFT|TPOT) \S+ ns is not below": "CPU workers: a 135M model on 2 cores is not a GPU",
+    r"/TEST06: missing$": "TEST06 left out of the example (100 queries: minutes on 2 CPU cores)",
 }
 
 

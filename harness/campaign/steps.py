@@ -139,6 +139,11 @@ class RunStep:
     def outputs_ok(self, step: Step, record: dict, ctx: Context) -> bool:
         return _manifest(pathlib.Path(record.get("run_dir", ""))).get("status") == "done"
 
+    def partial_output(self, step: Step, ctx: Context) -> str:
+        folder = self.folder(step, ctx)
+        runs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        return str(runs[-1]) if runs else ""
+
     def outcome(self, step: Step, ctx: Context, rc: int, log_tail: str) -> Outcome:
         folder = self.folder(step, ctx)
         runs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
@@ -229,6 +234,9 @@ class FindQps:
     def outputs_ok(self, step: Step, record: dict, ctx: Context) -> bool:
         return bool(record.get("data", {}).get("qps")) and (self.folder(step, ctx) / "find-qps.json").is_file()
 
+    def partial_output(self, step: Step, ctx: Context) -> str:
+        return str(self.folder(step, ctx))
+
     def outcome(self, step: Step, ctx: Context, rc: int, log_tail: str) -> Outcome:
         folder = self.folder(step, ctx)
         try:
@@ -267,6 +275,9 @@ class Package:
     def outputs_ok(self, step: Step, record: dict, ctx: Context) -> bool:
         return pathlib.Path(record.get("run_dir", "")).is_dir()
 
+    def partial_output(self, step: Step, ctx: Context) -> str:
+        return ""
+
     def run(self, step: Step, ctx: Context) -> Outcome:
         from harness.submission.package import PackageError, package
         c = ctx.config
@@ -295,6 +306,9 @@ class Check:
 
     def outputs_ok(self, step: Step, record: dict, ctx: Context) -> bool:
         return "lines" in record.get("data", {})
+
+    def partial_output(self, step: Step, ctx: Context) -> str:
+        return ""
 
     def run(self, step: Step, ctx: Context) -> Outcome:
         from harness.submission.check import Checker
