@@ -26,6 +26,7 @@ class Edge:
 
 EDGES = (
     Edge("find-qps", "performance", "needs", "scenario"),   # Server/Interactive need a target_qps
+    Edge("find-qps", "TEST06", "needs", "scenario"),        # TEST06 runs the scenario's schedule too
     Edge("performance", "accuracy", "after", "scenario"),
     Edge("performance", "TEST06", "after", "scenario"),
     Edge("performance", "package", "needs", "packaged"),

@@ -85,7 +85,7 @@ def _harness(*args: str) -> list[str]:
 class RunStep:
     """performance, accuracy, TEST06: one `python -m harness run` into OUT/runs/<slug>/."""
     subprocess = True
-    extra: tuple[str, ...] = ()
+    uses_qps = True  # the run follows the scenario's schedule (AccuracyOnly runs do not)
 
     def folder(self, step: Step, ctx: Context) -> pathlib.Path:
         return ctx.out / "runs" / step.slug
@@ -106,7 +106,7 @@ class RunStep:
                 lines.append(f"{model}.{section}.{key} = {value}")
         if step.scenario == "Offline" and c.loadgen.offline_target_qps:
             lines.append(f"{model}.Offline.target_qps = {c.loadgen.offline_target_qps}")
-        if SCENARIOS[step.scenario].server_like and step.scenario != "SingleStream":
+        if self.uses_qps and SCENARIOS[step.scenario].server_like and step.scenario != "SingleStream":
             qps = ctx.qps(step.scenario)
             if qps is None:
                 return None
@@ -173,6 +173,7 @@ class Performance(RunStep):
 
 
 class Accuracy(RunStep):
+    uses_qps = False
     def kind_args(self, ctx: Context) -> list[str]:
         return ["--mode", "AccuracyOnly"] + (["--tokenizer", ctx.tokenizer] if ctx.tokenizer else [])
 
@@ -247,9 +248,10 @@ class FindQps:
         if not qps:
             return Outcome("failed", f"exit {rc}: no target_qps found ({result.get('stopped') or log_tail})",
                            str(folder))
-        confirm = (result.get("confirm") or {}).get("validity", "not confirmed (no_confirm)")
+        confirm = result.get("confirm")
+        said = f"confirming run {confirm.get('validity')}" if confirm else "no confirming run (find_qps.no_confirm)"
         status = "passed" if rc == 0 else "invalid"
-        return Outcome(status, f"target_qps {qps}; confirming run {confirm}", str(folder), {"qps": qps})
+        return Outcome(status, f"target_qps {qps}; {said}", str(folder), {"qps": qps})
 
 
 class Package:

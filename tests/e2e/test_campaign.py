@@ -19,7 +19,7 @@ import time
 
 from helpers import REPO, manifest_of, system_json
 
-SIM_ARGS = ["--vocab-size", "1024", "--step-ms", "2"]
+SIM_ARGS = ["--vocab-size", "1024", "--step-ms", "2", "--prefill-tps", "1000000"]
 
 
 def write_config(tmp_path: pathlib.Path, name: str, dataset, tokenizer, **overrides) -> pathlib.Path:
@@ -30,7 +30,7 @@ def write_config(tmp_path: pathlib.Path, name: str, dataset, tokenizer, **overri
         f'output = "{tmp_path / name}"', 'organisation = "Acme"', 'allow_unofficial = true',
         f'dataset = "{dataset}"', f'tokenizer = "{tokenizer}"', f"system = '{tmp_path / 'system.json'}'",
         "[workers.local]", 'engine = "sim"', 'model = "sim"', "count = 2", f"args = {json.dumps(SIM_ARGS)}",
-        "[loadgen]", "min_duration_ms = 3000", "min_query_count = 16", "offline_target_qps = 1000",
+        "[loadgen]", "min_duration_ms = 3000", "min_query_count = 16", "offline_target_qps = 10",
         "target_qps = {Server = 20.0, Interactive = 20.0}",
         "[run]", "max_new_tokens = 8", "min_new_tokens = 2"]
     for key, value in overrides.items():
@@ -56,11 +56,13 @@ def state_of(out: pathlib.Path) -> dict:
         return {}
 
 
-def wait_for_running(out: pathlib.Path, step_id: str, proc, timeout: float = 120) -> dict:
+def wait_for_running(out: pathlib.Path, step_id: str, folder: str, proc, timeout: float = 120) -> dict:
+    """The step's record once its run is under way (its run directory has a manifest)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         record = state_of(out).get("steps", {}).get(step_id, {})
-        if record.get("status") == "running" and record.get("pid"):
+        if record.get("status") == "running" and record.get("pid") and \
+                list((out / "runs" / folder).glob("*/manifest.json")):
             return record
         assert proc.poll() is None, proc.stdout.read()
         time.sleep(0.1)
@@ -103,8 +105,8 @@ def test_campaign_killed_mid_step_resumes_to_the_same_tree(tiny_model, tiny_data
     config = write_config(tmp_path, "killed", tiny_dataset, tiny_model)
     out = tmp_path / "killed"
     first = campaign(config, popen=True)
-    record = wait_for_running(out, "performance/Server", first)
-    time.sleep(1.5)  # the run is under way
+    record = wait_for_running(out, "performance/Server", "performance-Server", first)
+    time.sleep(0.5)
     first.kill()
     first.wait()
     state = state_of(out)
