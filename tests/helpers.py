@@ -49,3 +49,20 @@ def write_accuracy_log(path: pathlib.Path, outputs: dict[int, list[int]], duplic
     if duplicate_of is not None:
         entries.append({"seq_id": 99, "qsl_idx": duplicate_of, "data": "00000000", "token_count": 1})
     path.write_text(json.dumps(entries))
+
+
+def run_campaign(*args, popen: bool = False, timeout: float = 300):
+    """`python -m harness campaign ARGS...` as a process (Popen with popen=True: stdout and stderr piped)."""
+    cmd = [sys.executable, "-m", "harness", "campaign", *map(str, args)]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    if popen:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def campaign_state(out: pathlib.Path) -> dict:
+    """The campaign's state file, or {} while it is not written yet."""
+    try:
+        return json.loads((out / "campaign-state.json").read_text())
+    except (OSError, ValueError):
+        return {}

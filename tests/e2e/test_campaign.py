@@ -12,12 +12,10 @@ import json
 import os
 import pathlib
 import re
-import signal
-import subprocess
-import sys
 import time
 
-from helpers import REPO, manifest_of, system_json
+from helpers import campaign_state as state_of
+from helpers import manifest_of, run_campaign, system_json
 
 SIM_ARGS = ["--vocab-size", "1024", "--step-ms", "2", "--prefill-tps", "1000000"]
 
@@ -41,21 +39,6 @@ def write_config(tmp_path: pathlib.Path, name: str, dataset, tokenizer, **overri
     return path
 
 
-def campaign(config: pathlib.Path, *extra: str, popen: bool = False):
-    cmd = [sys.executable, "-m", "harness", "campaign", str(config), *extra]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    if popen:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-
-
-def state_of(out: pathlib.Path) -> dict:
-    try:
-        return json.loads((out / "campaign-state.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def wait_for_running(out: pathlib.Path, step_id: str, folder: str, proc, timeout: float = 120) -> dict:
     """The step's record once its run is under way (its run directory has a manifest)."""
     deadline = time.monotonic() + timeout
@@ -64,7 +47,7 @@ def wait_for_running(out: pathlib.Path, step_id: str, folder: str, proc, timeout
         if record.get("status") == "running" and record.get("pid") and \
                 list((out / "runs" / folder).glob("*/manifest.json")):
             return record
-        assert proc.poll() is None, proc.stdout.read()
+        assert proc.poll() is None, proc.communicate()
         time.sleep(0.1)
     raise AssertionError(f"{step_id} never ran")
 
@@ -101,10 +84,10 @@ def tree(root: pathlib.Path) -> dict[str, str]:
 
 
 def test_campaign_killed_mid_step_resumes_to_the_same_tree(tiny_model, tiny_dataset, tmp_path):
-    whole = campaign(write_config(tmp_path, "whole", tiny_dataset, tiny_model), popen=True)
+    whole = run_campaign(write_config(tmp_path, "whole", tiny_dataset, tiny_model), popen=True)
     config = write_config(tmp_path, "killed", tiny_dataset, tiny_model)
     out = tmp_path / "killed"
-    first = campaign(config, popen=True)
+    first = run_campaign(config, popen=True)
     record = wait_for_running(out, "performance/Server", "performance-Server", first)
     time.sleep(0.5)
     first.kill()
@@ -115,7 +98,7 @@ def test_campaign_killed_mid_step_resumes_to_the_same_tree(tiny_model, tiny_data
     assert pid_gone(record["pid"], 20), "the step outlived its killed campaign"
     assert all(pid_gone(pid, 10) for pid in state["workers"]["local_pids"]), "local workers outlived the campaign"
 
-    resumed = campaign(config)
+    resumed = run_campaign(config)
     assert resumed.returncode == 1, resumed.stdout + resumed.stderr  # INVALID short runs, check problems
     plan = resumed.stdout.split("campaign summary")[0]
     assert re.search(r"performance/Offline\s+keep", plan), plan
@@ -126,8 +109,8 @@ def test_campaign_killed_mid_step_resumes_to_the_same_tree(tiny_model, tiny_data
     killed_attempt = only_run(out / "attempts" / "performance-Server" / "attempt-1")
     assert manifest_of(killed_attempt)["status"] == "interrupted"  # stopped cleanly by its parent-death SIGINT
 
-    whole_out, _ = whole.communicate(timeout=300)
-    assert whole.returncode == 1, whole_out
+    whole_out, whole_err = whole.communicate(timeout=300)
+    assert whole.returncode == 1, whole_out + whole_err
     assert tree(tmp_path / "whole" / "submission") == tree(out / "submission")
     assert steps["check"]["data"]["lines"] == state_of(tmp_path / "whole")["steps"]["check"]["data"]["lines"] or \
         _digits(steps["check"]["data"]["lines"]) == _digits(state_of(tmp_path / "whole")["steps"]["check"]["data"]["lines"])
@@ -138,7 +121,7 @@ def test_campaign_killed_mid_step_resumes_to_the_same_tree(tiny_model, tiny_data
     assert run["campaign"]["step"] == "accuracy/Interactive" and run["campaign"]["config"]["organisation"] == "Acme"
     assert run["campaign"]["coordinator"]["versions"]["mlcommons-loadgen"]
 
-    again = campaign(config, "--dry-run")
+    again = run_campaign(config, "--dry-run")
     assert again.returncode == 0 and "0 step(s) to run" in again.stdout, again.stdout
 
 

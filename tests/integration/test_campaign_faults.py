@@ -4,7 +4,6 @@ stops cleanly, the state says interrupted, the plan of a re-run says so), a malf
 variable refused by `harness run`."""
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import signal
@@ -13,17 +12,8 @@ import subprocess
 import sys
 import time
 
-from helpers import REPO, manifest_of
-
-ENV = dict(os.environ, PYTHONPATH=str(REPO))
-
-
-def campaign(*args, popen=False):
-    cmd = [sys.executable, "-m", "harness", "campaign", *map(str, args)]
-    if popen:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ENV)
-
+from helpers import REPO, campaign_state, manifest_of
+from helpers import run_campaign as campaign
 
 def base(tmp_path, dataset, workers: str, extra: str = "") -> str:
     return (f'scenarios = ["Offline"]\nsteps = ["performance"]\noutput = "{tmp_path / "out"}"\n'
@@ -65,10 +55,9 @@ def test_ctrl_c_stops_the_running_step_cleanly_and_the_rerun_resumes(tiny_datase
                          'args = ["--vocab-size", "1024", "--step-ms", "50", "--max-seqs", "2"]',
                          "[loadgen]\nmin_duration_ms = 0\n[run]\nmax_new_tokens = 64\nmin_new_tokens = 2"))
     proc = campaign(path, popen=True)
-    state_file = tmp_path / "out" / "campaign-state.json"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        steps = json.loads(state_file.read_text())["steps"] if state_file.is_file() else {}
+        steps = campaign_state(tmp_path / "out").get("steps", {})
         if steps.get("performance/Offline", {}).get("pid") and list((tmp_path / "out" / "runs").rglob("manifest.json")):
             break
         time.sleep(0.1)
@@ -76,7 +65,7 @@ def test_ctrl_c_stops_the_running_step_cleanly_and_the_rerun_resumes(tiny_datase
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 130, out + err
-    record = json.loads(state_file.read_text())["steps"]["performance/Offline"]
+    record = campaign_state(tmp_path / "out")["steps"]["performance/Offline"]
     assert record["status"] == "interrupted"
     assert manifest_of(pathlib.Path(record["run_dir"]))["status"] == "interrupted"
     plan = campaign(path, "--dry-run")
@@ -84,7 +73,7 @@ def test_ctrl_c_stops_the_running_step_cleanly_and_the_rerun_resumes(tiny_datase
 
 
 def test_run_refuses_a_malformed_campaign_variable(tiny_dataset, tmp_path):
-    env = dict(ENV, MLPERF_HARNESS_CAMPAIGN="{not json")
+    env = dict(os.environ, PYTHONPATH=str(REPO), MLPERF_HARNESS_CAMPAIGN="{not json")
     result = subprocess.run([sys.executable, "-m", "harness", "--quiet", "--workers", "127.0.0.1:1", "--dataset",
                              str(tiny_dataset), "--output", str(tmp_path / "runs")], capture_output=True, text=True,
                             timeout=60, env=env)
