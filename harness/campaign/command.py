@@ -189,6 +189,8 @@ class Campaign:
                     self.console.print(f"workers: {', '.join(ctx.addresses)}")
                 for decision in decisions:
                     if decision.action == "run":
+                        if KINDS[decision.step.kind].subprocess:
+                            ctx.addresses = workers.ensure(ctx.addresses)
                         self.execute(decision.step, ctx)
             except KeyboardInterrupt:
                 interrupted = True

@@ -43,6 +43,14 @@ class CampaignWorkers:
                                   list(w.local.args), die_with_parent_signal=signal.SIGTERM)
         return self.local.wait_ready(w.local.ready_timeout_s)
 
+    def ensure(self, addresses: list[str]) -> list[str]:
+        """Before each step: local workers that died (the step before them ran into it, under the
+        runs' fault-tolerance rules) are started again, so one crash costs one step, not the rest."""
+        if self.local is None or all(worker.running for worker in self.local.workers):
+            return addresses
+        self.stop()
+        return self.start()
+
     def pids(self) -> list[int]:
         return [pid for pid, _ in self.local.pids_and_logs()] if self.local else []
 

@@ -98,3 +98,19 @@ def test_a_changed_input_reruns_its_dependents(setup, tmp_path):
     code, _ = run({})
     assert code == 0 and calls == ["performance/Offline", "package", "check"]
     assert pathlib.Path(state_path).is_file()
+
+
+def test_dead_local_workers_are_started_again_before_the_next_step(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from harness.campaign.workers import CampaignWorkers
+    config = validate({"scenarios": ["Offline"], "steps": ["performance"], "output": str(tmp_path), "organisation": "A",
+                       "workers": {"local": {"engine": "sim", "model": "sim", "count": 1}}}, "c.toml")
+    workers = CampaignWorkers(config, tmp_path)
+    started = []
+    monkeypatch.setattr(CampaignWorkers, "start", lambda self: started.append(1) or ["127.0.0.1:2"])
+    monkeypatch.setattr(CampaignWorkers, "stop", lambda self: setattr(self, "local", None))
+    workers.local = SimpleNamespace(workers=[SimpleNamespace(running=True)])
+    assert workers.ensure(["127.0.0.1:1"]) == ["127.0.0.1:1"] and not started
+    workers.local = SimpleNamespace(workers=[SimpleNamespace(running=False)])
+    assert workers.ensure(["127.0.0.1:1"]) == ["127.0.0.1:2"] and started == [1]
