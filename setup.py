@@ -23,6 +23,9 @@ setup(
         "grpcio-health-checking>=1.84.0,<2",
         "protobuf>=7.35.1,<8",
         "rich>=13,<16",
+        "pydantic>=2.13,<3",  # the campaign file's schema
+        "PyYAML>=6.0.3,<7",   # campaign files in YAML
+        "tomli>=2,<3; python_version < '3.11'",  # campaign files in TOML (tomllib from 3.11)
     ],
     extras_require={
         "hf": HF,

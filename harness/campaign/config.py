@@ -6,7 +6,6 @@ Relative paths are relative to the current directory, as the harness's flags are
 from __future__ import annotations
 
 import pathlib
-import tomllib
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -15,6 +14,11 @@ from harness.benchmarks.definitions import BENCHMARKS, FOLDERS
 from harness.benchmarks.scenarios import SCENARIOS
 from harness.run.preflight import PreflightError, parse_workers
 from harness.submission.rules import DIVISIONS
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the same parser, as a package (setup.py)
+    import tomli as tomllib
 
 # the step kinds a campaign file may ask for, in the order they run (harness.campaign.plan declares
 # what each needs)
