@@ -28,7 +28,9 @@ setup(
         "grpcio-health-checking>=1.84.0,<2",
         "protobuf>=7.35.1,<8",
         "rich>=13,<16",
-        "pydantic>=2.6,<3",
+        "pydantic>=2.13,<3",  # config files (campaign, cluster) and run records
+        "PyYAML>=6.0.3,<7",   # campaign and cluster files in YAML
+        "tomli>=2,<3; python_version < '3.11'",  # TOML files (tomllib from 3.11)
         "SQLAlchemy==2.1.9",
         "croniter==7.0.0",
         "prometheus-client==0.26.0",  # the status page's /metrics

@@ -20,6 +20,7 @@ COMMANDS = {
     "report": ("harness.ops.report.command", "an HTML report (offline) and markdown summary of run directories"),
     "history": ("harness.ops.history", "list and filter recorded runs; `history import RUN_DIR...` backfills"),
     "schedule": ("harness.ops.schedule", "run a harness command on a cron schedule (crontab, systemd or foreground)"),
+    "campaign": ("harness.campaign.command", "from a config file to a checked submission tree; resumable"),
 }
 
 

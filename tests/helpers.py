@@ -76,3 +76,20 @@ def write_run_dir(parent: pathlib.Path, name: str, *, scenario: str = "Offline",
     (run_dir / "mlperf_log_detail.txt").write_text("".join(
         f':::MLLOG {json.dumps({"key": k, "value": v, "metadata": {}})}\n' for k, v in records.items()))
     return run_dir
+
+
+def run_campaign(*args, popen: bool = False, timeout: float = 300):
+    """`python -m harness campaign ARGS...` as a process (Popen with popen=True: stdout and stderr piped)."""
+    cmd = [sys.executable, "-m", "harness", "campaign", *map(str, args)]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    if popen:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def campaign_state(out: pathlib.Path) -> dict:
+    """The campaign's state file, or {} while it is not written yet."""
+    try:
+        return json.loads((out / "campaign-state.json").read_text())
+    except (OSError, ValueError):
+        return {}

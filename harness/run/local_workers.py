@@ -13,12 +13,13 @@ from sut.worker.launch import LaunchError, WorkerProcess, WorkerSpec
 
 class LocalWorkers:
     def __init__(self, count: int, engine: str, model: str, log_dir: pathlib.Path, extra_args: list[str],
-                 threads_per_worker: int | None = None):
+                 threads_per_worker: int | None = None, die_with_parent_signal: int | None = None):
         threads = threads_per_worker or max(1, (os.cpu_count() or 1) // count)
         engine_args = (["--threads", str(threads)] if engine == "hf" else []) + list(extra_args)
         self.workers = [
             WorkerProcess(WorkerSpec(engine, model, worker_id=f"local-{i}", engine_args=tuple(engine_args),
-                                     env={"OMP_NUM_THREADS": str(threads)}), log_dir / f"worker-{i}.log")
+                                     env={"OMP_NUM_THREADS": str(threads)}), log_dir / f"worker-{i}.log",
+                          die_with_parent_signal)
             for i in range(count)]
 
     def wait_ready(self, timeout_s: float) -> list[str]:

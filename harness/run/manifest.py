@@ -30,6 +30,28 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+CAMPAIGN_ENV = "MLPERF_HARNESS_CAMPAIGN"  # set by `python -m harness campaign` for each step it runs
+
+
+class CampaignInfoError(ValueError):
+    pass
+
+
+def campaign_info() -> dict | None:
+    """The campaign a run belongs to (its config, step, versions), as the campaign passes it in
+    $MLPERF_HARNESS_CAMPAIGN (a JSON object with at least `step`), or None outside a campaign."""
+    text = os.environ.get(CAMPAIGN_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        info = json.loads(text)
+    except ValueError as exc:
+        raise CampaignInfoError(f"${CAMPAIGN_ENV}: not valid JSON ({exc})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("step"), str):
+        raise CampaignInfoError(f"${CAMPAIGN_ENV}: must be a JSON object with a string 'step'")
+    return info
+
+
 def git_revision() -> str | None:
     root = pathlib.Path(harness.__file__).resolve().parent.parent
     try:

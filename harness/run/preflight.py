@@ -92,3 +92,32 @@ def check_disk_space(where: str | pathlib.Path, needed: int, what: str) -> None:
         raise PreflightError(f"--output {where}: {free / 1024 ** 2:.0f} MiB free, but {what} need about "
                              f"{needed / 1024 ** 2:.0f} MiB (estimate x{SAFETY_FACTOR:g}); a full disk truncates "
                              f"LoadGen's logs silently: free space or choose another --output")
+
+
+def check_reachable(addresses: list[str], security=None, timeout_s: float = 10.0) -> None:
+    """Every worker answers the standard health check with SERVING within `timeout_s` (the check
+    needs no token; TLS settings from `security`, a sut.security.LinkSecurity). One line naming
+    each worker that does not."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from sut.wire import CHANNEL_OPTIONS
+
+    problems = []
+    for address in addresses:
+        credentials = security.channel_credentials() if security is not None else None
+        options = CHANNEL_OPTIONS + (security.channel_options() if security is not None else [])
+        channel = (grpc.secure_channel(address, credentials, options=options) if credentials
+                   else grpc.insecure_channel(address, options=options))
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s,
+                                                              wait_for_ready=True)
+            if reply.status != health_pb2.HealthCheckResponse.SERVING:
+                status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+                problems.append(f"{address} is not serving yet ({status})")
+        except grpc.RpcError as exc:
+            problems.append(f"{address} unreachable ({exc.code().name} within {timeout_s:g} s)")
+        finally:
+            channel.close()
+    if problems:
+        raise PreflightError("workers: " + "; ".join(problems))

@@ -24,7 +24,7 @@ from harness.run.flags import build_parser
 from harness.run.interrupts import Interrupted, SignalGuard, exit_code, hard_exit, run_interruptibly
 from harness.run.status.observer import RunObserver, check_status_flags
 from harness.run.local_workers import LocalWorkers
-from harness.run.manifest import Manifest
+from harness.run.manifest import CampaignInfoError, Manifest, campaign_info
 from harness.run.outputs import KeepingResponder, explain_errors, sample_lines
 from harness.run.preflight import PreflightError, check_disk_space, check_output, check_token_ids, \
     estimate_log_bytes, issued_samples, parse_workers
@@ -177,6 +177,7 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
     addresses = parse_workers(args.workers) if args.workers else None
     check_output(args.output)
     check_status_flags(args)
+    campaign = campaign_info()
 
     model_dir = args.model
     total_sample_count = args.total_sample_count
@@ -225,7 +226,8 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
 
     fatal.run_dir = run_dir
     manifest = Manifest(run_dir / "manifest.json", status="starting", scenario=args.scenario, mode=args.mode,
-                        model_name=model_name, smoke=smoke, dataset=str(dataset.path), samples=len(dataset),
+                        model_name=model_name, smoke=smoke or bool(campaign and campaign.get("smoke")),
+                        campaign=campaign, dataset=str(dataset.path), samples=len(dataset),
                         sampling=dataclasses.asdict(params), forced_output_tokens=args.force_output_tokens,
                         audit=args.audit, effective_settings=effective_settings(settings),
                         system_name=args.system_name)
@@ -397,7 +399,7 @@ def main(argv: list[str] | None = None, after_run: RunHook | None = None) -> int
     try:
         return run(args, after_run)
     except (InputError, DatasetError, SettingsError, LaunchError, PreflightError, ModelError, SecurityError,
-            RequestTooLarge) as exc:
+            RequestTooLarge, CampaignInfoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except ClusterUnavailable as exc:

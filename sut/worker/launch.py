@@ -22,6 +22,24 @@ class LaunchError(RuntimeError):
     pass
 
 
+def die_with_parent(sig: int):
+    """A Popen `preexec_fn` that asks Linux to send `sig` to the child when the thread that started
+    it dies (even by SIGKILL), so a killed coordinator leaves no worker or step running; elsewhere
+    None (no such facility). prctl is looked up before the fork: the child only calls it."""
+    try:
+        import ctypes
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os.kill(os.getpid(), int(sig))
+    return arm
+
+
 @dataclass(frozen=True)
 class WorkerSpec:
     engine: str
@@ -44,7 +62,7 @@ class WorkerSpec:
 
 
 class WorkerProcess:
-    def __init__(self, spec: WorkerSpec, log_path: pathlib.Path):
+    def __init__(self, spec: WorkerSpec, log_path: pathlib.Path, die_with_parent_signal: int | None = None):
         self.spec = spec
         self.command = spec.command()
         self.log_path = log_path
@@ -52,7 +70,9 @@ class WorkerProcess:
         self._ready = threading.Event()
         self._log = open(log_path, "w", buffering=1)
         self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        env=spec.environment(), start_new_session=True)
+                                        env=spec.environment(), start_new_session=True,
+                                        preexec_fn=die_with_parent(die_with_parent_signal)
+                                        if die_with_parent_signal else None)
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:

@@ -1,0 +1,1 @@
+"""python -m harness campaign: many runs, planned, resumable, packaged and checked."""
