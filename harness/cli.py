@@ -17,6 +17,7 @@ COMMANDS = {
     "synthetic": ("harness.run.synthetic", "write a synthetic cnn_eval.json-format dataset"),
     "find-qps": ("harness.tune.find_qps", "the highest VALID Server/Interactive target_qps, on real runs"),
     "tune": ("harness.tune.engine_search", "search engine settings for Offline tokens/s; write a preset"),
+    "cluster": ("harness.deploy.cli", "workers on GPU hosts over SSH (up, status, logs, down); Kubernetes"),
 }
 
 
