@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.helpers import REPO, manifest_of, only_run_dir, run_harness
+from helpers import REPO, manifest_of, only_run_dir, run_harness
 
 SSHD = "/usr/sbin/sshd"
 pytestmark = pytest.mark.skipif(not (os.path.exists(SSHD) and shutil.which("ssh-keygen")),
