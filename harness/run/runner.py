@@ -24,8 +24,8 @@ from harness.run.interrupts import Interrupted, SignalGuard, exit_code, hard_exi
 from harness.run.local_workers import LocalWorkers
 from harness.run.manifest import Manifest
 from harness.run.outputs import KeepingResponder, explain_errors, sample_lines
-from harness.run.preflight import PreflightError, check_disk_space, check_output, check_token_ids, \
-    estimate_log_bytes, issued_samples, parse_workers
+from harness.run.preflight import PreflightError, check_disk_space, check_output, check_revisions, \
+    check_token_ids, estimate_log_bytes, issued_samples, parse_workers
 from harness.run.progress import Progress
 from harness.run.settings import SettingsError, build_test_settings, check_model_name, effective_settings, \
     short_run_user_conf
@@ -252,6 +252,7 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
         if missing:
             print(f"warning: starting without {', '.join(missing)} (not ready); they join when ready",
                   file=sys.stderr)
+        check_revisions(infos, args.allow_mixed_revisions)
         check_against_model(dataset, min(i["vocab_size"] or 0 for i in infos) or 0,
                             min(i["max_model_len"] or 0 for i in infos) or 0, params.max_new_tokens)
         manifest.update(status="running", workers=infos, policy=args.policy, link_security=security.describe())
