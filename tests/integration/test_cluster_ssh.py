@@ -78,12 +78,16 @@ def host_entry(sshd, name: str, base_port: int, gpus="[0, 1]", **overrides) -> s
     return "\n".join(lines + [f"    gpus: {gpus}", f"    env: {{PYTHONPATH: {REPO}}}"])
 
 
-def cluster_file(tmp_path: pathlib.Path, *hosts: str, name: str = "t") -> pathlib.Path:
+def cluster_file(tmp_path: pathlib.Path, *hosts: str, name: str = "t", extra: str = "",
+                 engine_args: str = "{step-ms: 2, max-seqs: 16}") -> pathlib.Path:
     path = tmp_path / "cluster.yaml"
     path.write_text("\n".join([f"name: {name}", "engine: sim", "model: sim-model", "bind: 127.0.0.1",
                                f"remote_dir: {tmp_path / 'remote'}", "ready_timeout_s: 60",
-                               "engine_args: {step-ms: 2, max-seqs: 16}", "hosts:", *hosts, ""]))
+                               f"engine_args: {engine_args}", extra, "hosts:", *hosts, ""]))
     return path
+
+
+TOKEN = "cluster-test-token-7f3a"
 
 
 def cluster(*args) -> subprocess.CompletedProcess:
@@ -103,7 +107,10 @@ def alive(pid: int) -> bool:
 
 
 def test_up_run_kill_status_down(sshd, tmp_path, tiny_dataset, smoke_conf):
-    file = cluster_file(tmp_path, host_entry(sshd, "h1", free_port()))
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    (tmp_path / "token").chmod(0o600)
+    file = cluster_file(tmp_path, host_entry(sshd, "h1", free_port()),
+                        extra=f"security: {{token_file: token, worker_token_file: {tmp_path / 'token'}}}")
     folder = tmp_path / "remote" / "t"
     try:
         up = cluster("up", file)
@@ -122,6 +129,10 @@ def test_up_run_kill_status_down(sshd, tmp_path, tiny_dataset, smoke_conf):
         assert manifest["cluster"]["name"] == "t" and not manifest["cluster"]["brought_up"]
         assert {w["worker_id"] for w in manifest["workers"]} == {"h1:gpu0", "h1:gpu1"}
         assert all(w["versions"]["identity.revision"] for w in manifest["workers"])
+        assert manifest["link_security"]["token"] is True
+        written = [p for p in [*out.rglob("*"), *(tmp_path / "remote").rglob("*")] if p.is_file()]
+        assert written and not [p for p in written if TOKEN in p.read_text(errors="replace")]
+        assert TOKEN not in up.stdout + up.stderr + run.stdout + run.stderr
 
         os.kill(started["h1-gpu0"], signal.SIGKILL)
         time.sleep(0.3)
@@ -199,3 +210,25 @@ def test_partial_keeps_the_hosts_that_came_up_and_down_cleans_up(sshd, tmp_path)
     assert "good: stopped good-gpu0" in down.stdout and "error: bad: " in down.stderr
     assert down.returncode == 3  # a host it could not reach is named
     assert not any(alive(pid) for pid in started.values())
+
+
+def test_an_interrupted_run_stops_the_cluster_it_brought_up(sshd, tmp_path, tiny_dataset, smoke_conf):
+    file = cluster_file(tmp_path, host_entry(sshd, "h1", free_port(), gpus="[0]"), name="i",
+                        engine_args="{step-ms: 500, max-seqs: 1}")
+    folder = tmp_path / "remote" / "i"
+    harness = subprocess.Popen([sys.executable, "-m", "harness", "--quiet", "--cluster", str(file), "--up",
+                                "--dataset", str(tiny_dataset), "--user-conf", str(smoke_conf(32)),
+                                "--output", str(tmp_path / "runs")], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("runs/*/manifest.json")) or '"running"' not in next(
+            tmp_path.glob("runs/*/manifest.json")).read_text():
+        assert harness.poll() is None and time.monotonic() < deadline, harness.communicate()
+        time.sleep(0.1)
+    started = pids(folder)
+    harness.send_signal(signal.SIGINT)
+    stdout, stderr = harness.communicate(timeout=60)
+    assert harness.returncode == 130, stderr
+    assert "cluster i: h1: stopped h1-gpu0" in stderr
+    assert list(started) == ["h1-gpu0"] and not any(alive(pid) for pid in started.values())
+    assert not list(folder.glob("*.pid"))
