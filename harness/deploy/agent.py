@@ -85,7 +85,8 @@ def start(req):
     started = []
     for worker in req["workers"]:
         log = open(os.path.join(folder, worker["stem"] + ".log"), "w")
-        process = subprocess.Popen(worker["argv"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        argv = [os.path.expanduser(arg) if arg.startswith("~/") else arg for arg in worker["argv"]]  # no shell here
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    env=dict(os.environ, **worker["env"]), start_new_session=True, close_fds=True)
         with open(os.path.join(folder, worker["stem"] + ".pid"), "w") as handle:
             handle.write(f"{process.pid} {_start_time(process.pid)}\n")

@@ -233,7 +233,7 @@ class Cluster:
     async def logs(self, selector: str, lines: int) -> dict[str, str]:
         chosen = [p for p in self.plans if p.matches(selector)]
         if not chosen:
-            raise HostError(f"{selector}: no worker of cluster {self.config.name!r} matches HOST[:GPU] "
+            raise ValueError(f"{selector}: no worker of cluster {self.config.name!r} matches HOST[:GPU] "
                             f"(hosts: {', '.join(self._by_host())})")
         labels = list(self._by_host(chosen))
         found = await self._each_host(lambda host, plans: host.agent(

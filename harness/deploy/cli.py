@@ -1,4 +1,4 @@
-"""`python -m harness cluster {up,status,logs,down} FILE`: workers on GPU hosts over SSH;
+"""`python -m harness cluster {up,status,logs,down,install} FILE`: workers on GPU hosts over SSH;
 `cluster discover` (Kubernetes: the workers behind a headless Service) and `cluster render-k8s`.
 
 Exit codes: 0 done (every worker SERVING for up/status); 2 a bad flag or cluster file (one line per
@@ -35,12 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--timeout", type=float, default=None, help="seconds to wait for SERVING (default: the "
                                                                     "file's ready_timeout_s)")
     sub.add_parser("status", help="each worker's process and health")
+    install = sub.add_parser("install", help="build a wheel of this checkout and install it in every host's venv")
+    install.add_argument("--wheel", default=None, metavar="FILE", help="install this wheel instead")
     down = sub.add_parser("down", help="stop exactly the processes `up` started (pid files on each host)")
     down.add_argument("--grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
     logs = sub.add_parser("logs", help="the last lines of workers' logs")
     logs.add_argument("selector", metavar="HOST[:GPU]")
     logs.add_argument("--lines", type=int, default=50)
-    for command in (up, sub.choices["status"], down, logs):
+    for command in (up, sub.choices["status"], install, down, logs):
         command.add_argument("file", metavar="FILE", help="cluster file (.toml, .yaml)")
     discover = sub.add_parser("discover", help="Kubernetes: print the workers behind a headless Service")
     from harness.deploy.discovery import add_arguments
@@ -89,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.file}: security: {exc}", file=sys.stderr)
         return EXIT_INPUT
     console = Console(soft_wrap=True)
+    if args.command == "install":
+        from harness.deploy.install import run as install
+        return install(cluster, args.wheel)
     if args.command == "up":
         try:
             outcome = asyncio.run(cluster.up(args.partial, args.timeout))
@@ -111,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name, text in asyncio.run(cluster.logs(args.selector, args.lines)).items():
             print(f"==> {name} <==\n{text}", end="" if text.endswith("\n") else "\n")
+    except ValueError as exc:  # a HOST[:GPU] of no worker
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
     except HostError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CLUSTER

@@ -58,7 +58,7 @@ class Host:
                              f"user?)") from None
         except asyncssh.HostKeyNotVerifiable as exc:
             raise self._fail(f"host key of {where} not trusted ({exc.reason}); add it to "
-                             f"{c.known_hosts or '~/.ssh/known_hosts'} (ssh-keyscan -p {c.port} {c.address})") from None
+                             f"{c.known_hosts or '~/.ssh/known_hosts'} (ssh-keyscan -p {c.port} {c.address} >> that file)") from None
         except (OSError, TimeoutError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise self._fail(f"cannot reach {where} over SSH ({reason})") from None
@@ -94,14 +94,15 @@ class Host:
             raise self._fail(f"{command}: unexpected answer {str(result.stdout)[:200]!r}") from None
 
     async def upload(self, local: pathlib.Path, remote: str) -> None:
-        """A file (the preset) into the cluster's folder on the host."""
+        """A file (the preset, a wheel) into the cluster's folder on the host, through the SSH
+        channel itself (no SFTP subsystem needed), readable by the SSH user only."""
         folder = remote.rsplit("/", 1)[0]
-        result = await self.conn.run(f"mkdir -p {shell_path(folder)} && chmod 700 {shell_path(folder)}", check=False)
-        if result.exit_status != 0:
-            raise self._fail(f"cannot create {folder}: {str(result.stderr).strip()}")
+        line = (f"umask 077 && mkdir -p {shell_path(folder)} && cat > {shell_path(remote)}.part && "
+                f"mv {shell_path(remote)}.part {shell_path(remote)}")
         try:
-            async with self.conn.start_sftp_client() as sftp:
-                home = await sftp.realpath(".")
-                await sftp.put(str(local), remote.replace("~", home, 1) if remote.startswith("~/") else remote)
-        except (asyncssh.Error, OSError) as exc:
+            result = await self.conn.run(line, input=local.read_bytes(), encoding=None, check=False, timeout=600)
+        except (asyncssh.Error, OSError, TimeoutError) as exc:
             raise self._fail(f"cannot copy {local} to {remote} ({getattr(exc, 'reason', None) or exc})") from None
+        if result.exit_status != 0:
+            lines = (result.stderr or b"").decode(errors="replace").strip().splitlines()
+            raise self._fail(f"cannot copy {local} to {remote}: {lines[-1] if lines else result.exit_status}")

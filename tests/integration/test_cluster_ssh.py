@@ -68,14 +68,14 @@ def sshd(tmp_path_factory):
     server.wait(10)
 
 
-def host_entry(sshd, name: str, base_port: int, gpus="[0, 1]", **overrides) -> str:
+def host_entry(sshd, name: str, base_port: int, gpus="[0, 1]", checkout=True, **overrides) -> str:
     port, key, known = sshd
     entry = {"address": "127.0.0.1", "name": name, "port": port, "user": os.environ.get("USER") or
              __import__("getpass").getuser(), "key_file": str(key), "known_hosts": str(known),
              "python": sys.executable, "base_port": base_port}
     entry.update(overrides)
     lines = [f"  - {k}: {v}" if i == 0 else f"    {k}: {v}" for i, (k, v) in enumerate(entry.items())]
-    return "\n".join(lines + [f"    gpus: {gpus}", f"    env: {{PYTHONPATH: {REPO}}}"])
+    return "\n".join(lines + [f"    gpus: {gpus}"] + ([f"    env: {{PYTHONPATH: {REPO}}}"] if checkout else []))
 
 
 def cluster_file(tmp_path: pathlib.Path, *hosts: str, name: str = "t", extra: str = "",
@@ -152,13 +152,18 @@ def test_up_run_kill_status_down(sshd, tmp_path, tiny_dataset, smoke_conf):
 
 
 def test_run_with_up_starts_and_stops_the_cluster(sshd, tmp_path, tiny_dataset, smoke_conf):
-    file = cluster_file(tmp_path, host_entry(sshd, "h1", free_port(), gpus="[[0], [1]]"), name="u")
+    (tmp_path / "p.json").write_text('{"format": "mlperf-harness-preset/1", "engine": "sim", '
+                                     '"engine_args": {"max-seqs": 7}}')
+    file = cluster_file(tmp_path, host_entry(sshd, "h1", free_port(), gpus="[[0], [1]]"), name="u",
+                        extra="preset: p.json", engine_args="{step-ms: 2}")
     out = tmp_path / "runs"
     run = run_harness("--cluster", file, "--up", "--dataset", tiny_dataset, "--user-conf", smoke_conf(8),
                       "--output", out, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "bringing up 2 workers" in run.stdout and "stopped h1-gpu0" in run.stderr
-    assert manifest_of(only_run_dir(out))["cluster"]["brought_up"] is True
+    manifest = manifest_of(only_run_dir(out))
+    assert manifest["cluster"]["brought_up"] is True
+    assert [w["engine_args"]["max_seqs"] for w in manifest["workers"]] == ["7", "7"]  # the preset, shipped
     assert not list((tmp_path / "remote" / "u").glob("*.pid"))
     logs = list((tmp_path / "remote" / "u").glob("*.log"))
     assert len(logs) == 2 and all("READY" in log.read_text() for log in logs)
@@ -232,3 +237,21 @@ def test_an_interrupted_run_stops_the_cluster_it_brought_up(sshd, tmp_path, tiny
     assert "cluster i: h1: stopped h1-gpu0" in stderr
     assert list(started) == ["h1-gpu0"] and not any(alive(pid) for pid in started.values())
     assert not list(folder.glob("*.pid"))
+
+
+def test_install_ships_this_checkout_into_the_host_venv(sshd, tmp_path):
+    venv = tmp_path / "venv"  # the host's venv: its own site-packages first, pip from the system's
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True)
+    file = cluster_file(tmp_path, host_entry(sshd, "h1", free_port(), gpus="[0]", checkout=False,
+                                             python=venv / "bin" / "python"), name="w")
+    install = cluster("install", file)
+    assert install.returncode == 0, install.stderr
+    assert "h1: installed mlperf_llm_harness-" in install.stdout
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import sut.worker; print(sut.worker.__file__)"],
+                           cwd=tmp_path, capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    assert where.stdout.startswith(str(venv)), where
+    try:
+        up = cluster("up", file)
+        assert up.returncode == 0 and "SERVING" in up.stdout, up.stderr
+    finally:
+        cluster("down", file)
