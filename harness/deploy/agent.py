@@ -16,7 +16,7 @@ import sys
 import time
 
 
-def _start_time(pid):
+def start_time(pid):
     try:
         with open(f"/proc/{pid}/stat") as handle:
             fields = handle.read().rsplit(")", 1)[1].split()
@@ -35,7 +35,7 @@ def _read_pid_file(path):
 
 def _alive(path):
     pid, started = _read_pid_file(path)
-    return pid, pid is not None and _start_time(pid) == started
+    return pid, pid is not None and start_time(pid) == started
 
 
 def _pid_files(folder, prefix):
@@ -89,7 +89,7 @@ def start(req):
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    env=dict(os.environ, **worker["env"]), start_new_session=True, close_fds=True)
         with open(os.path.join(folder, worker["stem"] + ".pid"), "w") as handle:
-            handle.write(f"{process.pid} {_start_time(process.pid)}\n")
+            handle.write(f"{process.pid} {start_time(process.pid)}\n")
         process.returncode = 0  # it outlives this script on purpose: no "still running" warning
         started.append({"stem": worker["stem"], "pid": process.pid})
     return {"started": started}

@@ -48,6 +48,13 @@ class Outcome:
         return not self.errors and all(w.state == SERVING for w in self.workers)
 
 
+def by_host(items: list, plan_of) -> dict[str, list]:
+    grouped: dict[str, list] = {}
+    for item in items:
+        grouped.setdefault(plan_of(item).host.label, []).append(item)
+    return grouped
+
+
 class Cluster:
     def __init__(self, config: ClusterConfig, cluster_file: str, security: LinkSecurity):
         self.config = config
@@ -58,10 +65,7 @@ class Cluster:
         self.cancel = threading.Event()  # set from another thread: `up` stops waiting and cleans up
 
     def _by_host(self, plans: list[WorkerPlan] | None = None) -> dict[str, list[WorkerPlan]]:
-        grouped: dict[str, list[WorkerPlan]] = {}
-        for plan in plans if plans is not None else self.plans:
-            grouped.setdefault(plan.host.label, []).append(plan)
-        return grouped
+        return by_host(plans if plans is not None else self.plans, lambda plan: plan)
 
     async def _each_host(self, job, labels=None) -> dict[str, object]:
         """job(host, plans) on every host at once, each over its own connection; a HostError is
@@ -133,7 +137,7 @@ class Cluster:
         deadline = time.monotonic() + (timeout_s or self.config.ready_timeout_s)
         running = [s for s in states if s.state == STARTING]
         await self._wait_serving(running, deadline)
-        for label, workers in self._group_states(running).items():
+        for label, workers in by_host(running, lambda state: state.plan).items():
             bad = [w for w in workers if w.state != SERVING]
             if bad:
                 failed[label] = HostError(label)
@@ -149,13 +153,6 @@ class Cluster:
                     state.state = STOPPED
         return outcome
 
-    @staticmethod
-    def _group_states(states: list[WorkerState]) -> dict[str, list[WorkerState]]:
-        grouped: dict[str, list[WorkerState]] = {}
-        for state in states:
-            grouped.setdefault(state.plan.host.label, []).append(state)
-        return grouped
-
     async def _start(self, host: Host, plans: list[WorkerPlan]) -> dict[str, int]:
         if self.config.preset:
             await host.upload(resolve_local(self.file, self.config.preset), f"{self.folder}/{PRESET_NAME}")
@@ -165,7 +162,7 @@ class Cluster:
 
     async def _wait_serving(self, states: list[WorkerState], deadline: float) -> None:
         hosts = {label: await Host(ws[0].plan.host, self.file).connect() for label, ws in
-                 self._group_states(states).items()}
+                 by_host(states, lambda state: state.plan).items()}
         try:
             pending = list(states)
             while pending and time.monotonic() < deadline and not self.cancel.is_set():
@@ -173,7 +170,7 @@ class Cluster:
                 for state, answer in zip(pending, answers):
                     state.state, state.note = (SERVING, "") if answer == SERVING else (STARTING, answer)
                 pending = [s for s in pending if s.state != SERVING]
-                for label, ws in self._group_states(pending).items():
+                for label, ws in by_host(pending, lambda state: state.plan).items():
                     alive = (await hosts[label].agent("status", {"dir": self.folder, "prefix": label + "-"}))["workers"]
                     for state in ws:
                         if not alive.get(state.plan.stem, {}).get("alive"):

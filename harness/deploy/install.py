@@ -8,6 +8,7 @@ install at once; each failure is one line naming the host.
 from __future__ import annotations
 
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,6 +17,7 @@ from harness.deploy.bringup import Cluster
 from harness.deploy.remote import Host, HostError, shell_path
 
 CHECKOUT = pathlib.Path(__file__).resolve().parents[2]
+SOURCES = ("setup.py", "README.md", "harness", "sut")  # what setup.py packages
 
 
 class BuildError(RuntimeError):
@@ -23,10 +25,18 @@ class BuildError(RuntimeError):
 
 
 def build_wheel(out: pathlib.Path) -> pathlib.Path:
+    """From a fresh copy of the sources: a checkout's build/ may hold modules deleted since."""
     if not (CHECKOUT / "setup.py").is_file():
         raise BuildError(f"{CHECKOUT} is not a checkout of the harness (no setup.py): give --wheel FILE")
+    source = out / "source"
+    for name in SOURCES:
+        if (CHECKOUT / name).is_dir():
+            shutil.copytree(CHECKOUT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            source.mkdir(exist_ok=True)
+            shutil.copy(CHECKOUT / name, source / name)
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                            "-w", str(out), str(CHECKOUT)], capture_output=True, text=True)
+                            "-w", str(out), str(source)], capture_output=True, text=True)
     wheels = sorted(out.glob("*.whl"))
     if built.returncode != 0 or not wheels:
         lines = (built.stderr or built.stdout).strip().splitlines()

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from harness.deploy.agent import start_time
 from helpers import REPO, manifest_of, only_run_dir, run_harness
 
 SSHD = "/usr/sbin/sshd"
@@ -99,11 +100,7 @@ def pids(folder: pathlib.Path) -> dict[str, int]:
 
 
 def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    return start_time(pid) is not None  # None: gone, or a zombie
 
 
 def test_up_run_kill_status_down(sshd, tmp_path, tiny_dataset, smoke_conf):
