@@ -15,6 +15,7 @@ import time
 import pytest
 
 from harness.deploy.agent import start_time
+from sut.worker.bench_security import make_certificates
 from helpers import REPO, manifest_of, only_run_dir, run_harness
 
 SSHD = "/usr/sbin/sshd"
@@ -88,8 +89,6 @@ def cluster_file(tmp_path: pathlib.Path, *hosts: str, name: str = "t", extra: st
     return path
 
 
-TOKEN = "cluster-test-token-7f3a"
-
 
 def cluster(*args) -> subprocess.CompletedProcess:
     return run_harness("cluster", *map(str, args), cwd=REPO, timeout=120)
@@ -104,10 +103,12 @@ def alive(pid: int) -> bool:
 
 
 def test_up_run_kill_status_down(sshd, tmp_path, tiny_dataset, smoke_conf):
-    (tmp_path / "token").write_text(TOKEN + "\n")
-    (tmp_path / "token").chmod(0o600)
-    file = cluster_file(tmp_path, host_entry(sshd, "h1", free_port()),
-                        extra=f"security: {{token_file: token, worker_token_file: {tmp_path / 'token'}}}")
+    """Over TLS with a token: health checks, the run and status all go through them."""
+    files = make_certificates(tmp_path)
+    token = pathlib.Path(files["token"]).read_text().strip()
+    file = cluster_file(tmp_path, host_entry(sshd, "h1", free_port()), extra=(
+        f"security: {{token_file: {files['token']}, tls_ca: {files['ca']}, worker_token_file: {files['token']}, "
+        f"worker_tls_cert: {files['cert']}, worker_tls_key: {files['key']}}}"))
     folder = tmp_path / "remote" / "t"
     try:
         up = cluster("up", file)
@@ -126,10 +127,10 @@ def test_up_run_kill_status_down(sshd, tmp_path, tiny_dataset, smoke_conf):
         assert manifest["cluster"]["name"] == "t" and not manifest["cluster"]["brought_up"]
         assert {w["worker_id"] for w in manifest["workers"]} == {"h1:gpu0", "h1:gpu1"}
         assert all(w["versions"]["identity.revision"] for w in manifest["workers"])
-        assert manifest["link_security"]["token"] is True
+        assert manifest["link_security"]["token"] is True and manifest["link_security"]["tls"] is True
         written = [p for p in [*out.rglob("*"), *(tmp_path / "remote").rglob("*")] if p.is_file()]
-        assert written and not [p for p in written if TOKEN in p.read_text(errors="replace")]
-        assert TOKEN not in up.stdout + up.stderr + run.stdout + run.stderr
+        assert written and not [p for p in written if token in p.read_text(errors="replace")]
+        assert token not in up.stdout + up.stderr + run.stdout + run.stderr
 
         os.kill(started["h1-gpu0"], signal.SIGKILL)
         time.sleep(0.3)
@@ -252,3 +253,12 @@ def test_install_ships_this_checkout_into_the_host_venv(sshd, tmp_path):
         assert up.returncode == 0 and "SERVING" in up.stdout, up.stderr
     finally:
         cluster("down", file)
+
+
+def test_run_up_on_a_failing_host_exits_3_naming_it(sshd, tmp_path, tiny_dataset, smoke_conf):
+    file = cluster_file(tmp_path, host_entry(sshd, "h1", free_port(), python="/nonexistent/bin/python"), name="f")
+    run = run_harness("--cluster", file, "--up", "--dataset", tiny_dataset, "--user-conf", smoke_conf(8),
+                      "--output", tmp_path / "runs", cwd=tmp_path)
+    assert run.returncode == 3, run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        "error: h1: python /nonexistent/bin/python not found (missing venv?)")
