@@ -108,7 +108,8 @@ class Cluster:
         return problems
 
     async def _preflight(self, host: Host, plans: list[WorkerPlan]):
-        found = await host.agent("preflight", {"dir": self.folder, "prefix": host.label + "-", "ports": [[self.config.bind, p.port] for p in plans],
+        found = await host.agent("preflight", {"dir": self.folder, "prefix": host.label + "-",
+                                               "ports": [[self.config.bind, p.port] for p in plans],
                                                "files": self.config.security.host_files()})
         problems = self._preflight_problems(host, plans, found)
         if problems:
@@ -136,7 +137,11 @@ class Cluster:
                         state.pid, state.state = result.get(state.plan.stem), STARTING
         deadline = time.monotonic() + (timeout_s or self.config.ready_timeout_s)
         running = [s for s in states if s.state == STARTING]
-        await self._wait_serving(running, deadline)
+        try:
+            await self._wait_serving(running, deadline)
+        except BaseException:  # interrupted (cancelled, Ctrl-C) while waiting: undo the start first
+            await asyncio.shield(self.down(list(started)))
+            raise
         for label, workers in by_host(running, lambda state: state.plan).items():
             bad = [w for w in workers if w.state != SERVING]
             if bad:
@@ -161,8 +166,9 @@ class Cluster:
         return {w["stem"]: w["pid"] for w in answer["started"]}
 
     async def _wait_serving(self, states: list[WorkerState], deadline: float) -> None:
-        hosts = {label: await Host(ws[0].plan.host, self.file).connect() for label, ws in
-                 by_host(states, lambda state: state.plan).items()}
+        """Health checks from here, and the processes' liveness over SSH (a dead worker fails at
+        once with its last log line; a host lost meanwhile fails its workers with its one line)."""
+        hosts: dict[str, Host] = {}
         try:
             pending = list(states)
             while pending and time.monotonic() < deadline and not self.cancel.is_set():
@@ -171,11 +177,13 @@ class Cluster:
                     state.state, state.note = (SERVING, "") if answer == SERVING else (STARTING, answer)
                 pending = [s for s in pending if s.state != SERVING]
                 for label, ws in by_host(pending, lambda state: state.plan).items():
-                    alive = (await hosts[label].agent("status", {"dir": self.folder, "prefix": label + "-"}))["workers"]
-                    for state in ws:
-                        if not alive.get(state.plan.stem, {}).get("alive"):
-                            state.state = DEAD
-                            state.note = await self._last_line(hosts[label], state.plan)
+                    try:
+                        if label not in hosts:
+                            hosts[label] = await Host(ws[0].plan.host, self.file).connect()
+                        await self._mark_dead(hosts[label], ws)
+                    except HostError as exc:
+                        for state in ws:
+                            state.state, state.note = SILENT, str(exc)
                 pending = [s for s in pending if s.state == STARTING]
                 if pending:
                     await asyncio.sleep(POLL_S)
@@ -186,6 +194,13 @@ class Cluster:
             for host in hosts.values():
                 await host.close()
 
+    async def _mark_dead(self, host: Host, states: list[WorkerState]) -> None:
+        alive = (await host.agent("status", {"dir": self.folder, "prefix": host.label + "-"}))["workers"]
+        for state in states:
+            if not alive.get(state.plan.stem, {}).get("alive"):
+                state.state = DEAD
+                state.note = await self._last_line(host, state.plan)
+
     async def _last_line(self, host: Host, plan: WorkerPlan) -> str:
         text = (await host.agent("logs", {"dir": self.folder, "stems": [plan.stem], "lines": 3}))["logs"][plan.stem]
         lines = [line for line in text.strip().splitlines() if line.strip()]
@@ -195,7 +210,8 @@ class Cluster:
     async def status(self) -> Outcome:
         states = [WorkerState(p) for p in self.plans]
         outcome = Outcome(states)
-        found = await self._each_host(lambda host, plans: host.agent("status", {"dir": self.folder, "prefix": host.label + "-"}))
+        found = await self._each_host(
+            lambda host, plans: host.agent("status", {"dir": self.folder, "prefix": host.label + "-"}))
         for state in states:
             result = found[state.plan.host.label]
             if isinstance(result, HostError):

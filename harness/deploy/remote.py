@@ -58,7 +58,8 @@ class Host:
                              f"user?)") from None
         except asyncssh.HostKeyNotVerifiable as exc:
             raise self._fail(f"host key of {where} not trusted ({exc.reason}); add it to "
-                             f"{c.known_hosts or '~/.ssh/known_hosts'} (ssh-keyscan -p {c.port} {c.address} >> that file)") from None
+                             f"{c.known_hosts or '~/.ssh/known_hosts'} "
+                             f"(ssh-keyscan -p {c.port} {c.address} >> that file)") from None
         except (OSError, TimeoutError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise self._fail(f"cannot reach {where} over SSH ({reason})") from None

@@ -117,7 +117,8 @@ hosts:
     ("bind: 127.0.0.1\nsecurity: {token_file: nope, worker_token_file: /t}\n", "key security.token_file: "),
 ])
 def test_unsafe_or_missing_settings_are_refused(tmp_path, body, expected):
-    path = write(tmp_path, "c.yaml", "name: jw\nengine: sim\nmodel: sim\n" + body + "hosts: [{address: a, gpus: [0]}]\n")
+    path = write(tmp_path, "c.yaml",
+                 "name: jw\nengine: sim\nmodel: sim\n" + body + "hosts: [{address: a, gpus: [0]}]\n")
     found = problems(path)
     assert len(found) == 1 and expected in found[0], found
 
