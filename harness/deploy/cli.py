@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.deploy.bringup import SERVING, Cluster, Outcome
-from harness.deploy.config import ClusterFileError, load_cluster
+from harness.deploy.config import load_cluster
+from harness.deploy.errors import ClusterFileError
 from harness.deploy.plan import link_security
 from harness.deploy.remote import HostError
 from sut.security import SecurityError

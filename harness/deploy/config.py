@@ -13,6 +13,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from harness.deploy.errors import ClusterFileError
 from sut.engines import engine_names
 from sut.security import is_loopback
 from sut.worker.preset import FORBIDDEN, PresetError, load_preset
@@ -21,12 +22,6 @@ from sut.worker.preset import FORBIDDEN, PresetError, load_preset
 OWN_FLAGS = frozenset({"engine", "model", "host", "port", "worker-id", "preset", "auth-token-file", "tls-cert",
                        "tls-key", "tls-client-ca", "insecure", "tensor-parallel-size"})
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-class ClusterFileError(ValueError):
-    def __init__(self, problems: list[str]):
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 class _Strict(BaseModel):

@@ -10,11 +10,8 @@ import threading
 
 from harness.deploy.bringup import SERVING, Cluster
 from harness.deploy.config import load_cluster
+from harness.deploy.errors import ClusterUpError
 from harness.deploy.plan import link_security, worker_addresses
-
-
-class ClusterUpError(RuntimeError):
-    """One line per failed host; the run exits 3 (the cluster failed)."""
 
 
 def _in_own_loop(coro_factory, timeout_s: float | None = None):

@@ -30,8 +30,7 @@ from harness.run.progress import Progress
 from harness.run.settings import SettingsError, build_test_settings, check_model_name, effective_settings, \
     short_run_user_conf
 from harness.artifacts.verdict import read_detail_log, summary_reasons
-from harness.deploy.config import ClusterFileError
-from harness.deploy.session import ClusterRun, ClusterUpError
+from harness.deploy.errors import ClusterFileError, ClusterUpError
 from harness.submission.compliance import write_test06
 from harness.submission.eos import eos_ids_from_model
 from sut.cluster import ClusterSUT, ClusterUnavailable
@@ -155,7 +154,10 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
         raise InputError("--cluster and --workers both name the workers: give one")
     if args.up and not args.cluster:
         raise InputError("--up needs --cluster FILE")
-    deployed = ClusterRun(args.cluster, args.up) if args.cluster else None
+    deployed = None
+    if args.cluster:
+        from harness.deploy.session import ClusterRun  # pydantic, asyncssh: only for cluster runs
+        deployed = ClusterRun(args.cluster, args.up)
     smoke = args.workers is None and deployed is None and args.dataset is None and args.model is None
     if (args.workers or deployed) and not args.dataset:
         raise InputError(f"--dataset is required with {'--workers' if args.workers else '--cluster'}")

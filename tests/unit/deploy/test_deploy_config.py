@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.deploy.config import ClusterFileError, load_cluster
+from harness.deploy.config import load_cluster
+from harness.deploy.errors import ClusterFileError
 from harness.deploy.plan import link_security, plan_cluster
 
 GOOD_YAML = """\
