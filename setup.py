@@ -11,8 +11,11 @@ PLOT = ["matplotlib==3.11.2"]  # find-qps's plot; optional at import
 # a PostgreSQL history store needs a driver
 POSTGRES = ["psycopg[binary]==3.3.9"]
 NVML = ["nvidia-ml-py==13.615.71"]  # the worker's node.* fingerprint on GPU hosts; absent: said so
-TEST = ["pytest==9.0.3", "pytest-timeout==2.4.0", "grpcio-tools==1.84.0", "cryptography==48.0.0",
-        "playwright==1.65.2"]  # playwright drives Debian's chromium (never a downloaded browser)
+# SRV records for the coordinator's discovery on Kubernetes (harness.deploy.discovery; A records need nothing)
+DEPLOY = ["dnspython==2.9.2"]
+# cryptography 48.0.1: the lowest asyncssh 2.24.1 accepts
+TEST = ["pytest==9.0.3", "pytest-timeout==2.4.0", "grpcio-tools==1.84.0", "cryptography==48.0.1",
+        "playwright==1.65.2", "kubernetes-validate==1.37.0"]  # playwright drives Debian's chromium (never a downloaded browser)
 
 setup(
     name="mlperf-llm-harness",
@@ -28,9 +31,10 @@ setup(
         "grpcio-health-checking>=1.84.0,<2",
         "protobuf>=7.35.1,<8",
         "rich>=13,<16",
-        "pydantic>=2.13,<3",  # config files (campaign, cluster) and run records
-        "PyYAML>=6.0.3,<7",   # campaign and cluster files in YAML
+        "pydantic==2.13.4",   # config files (campaign, cluster) and run records
+        "PyYAML==6.0.3",      # campaign and cluster files in YAML, Kubernetes manifests
         "tomli>=2,<3; python_version < '3.11'",  # TOML files (tomllib from 3.11)
+        "asyncssh==2.24.1",   # python -m harness cluster: workers started over SSH
         "SQLAlchemy==2.1.9",
         "croniter==7.0.0",
         "prometheus-client==0.26.0",  # the status page's /metrics
@@ -44,6 +48,7 @@ setup(
         "plot": PLOT,
         "postgres": POSTGRES,
         "nvml": NVML,
-        "all": [CPU_TORCH] + HF + DEFAULT_MODEL + ACCURACY + TEST + PLOT + POSTGRES + NVML,
+        "deploy": DEPLOY,
+        "all": [CPU_TORCH] + HF + DEFAULT_MODEL + ACCURACY + TEST + PLOT + POSTGRES + NVML + DEPLOY,
     },
 )

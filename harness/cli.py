@@ -21,6 +21,7 @@ COMMANDS = {
     "history": ("harness.ops.history", "list and filter recorded runs; `history import RUN_DIR...` backfills"),
     "schedule": ("harness.ops.schedule", "run a harness command on a cron schedule (crontab, systemd or foreground)"),
     "campaign": ("harness.campaign.command", "from a config file to a checked submission tree; resumable"),
+    "cluster": ("harness.deploy.cli", "workers on GPU hosts over SSH (up, status, logs, down); Kubernetes"),
 }
 
 

@@ -16,7 +16,7 @@ RESULTS = "closed/Acme/results/sys/llama3.1-8b"
 
 def run_harness(*args: str, cwd: pathlib.Path, timeout: float = 240) -> subprocess.CompletedProcess:
     args = [str(a) for a in args]
-    if not (args and args[0] in ("package", "check", "accuracy", "synthetic", "report", "history", "schedule")):
+    if not (args and args[0] in ("package", "check", "accuracy", "synthetic", "report", "history", "schedule", "cluster")):
         args = ["--quiet", *args]
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout,

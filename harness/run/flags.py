@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     workers = p.add_argument_group("workers")
     workers.add_argument("--workers", default=None, help="HOST:PORT[,HOST:PORT...] of running workers")
+    workers.add_argument("--cluster", default=None, metavar="FILE",
+                         help="cluster file (python -m harness cluster): its workers' addresses, TLS and token")
+    workers.add_argument("--up", action="store_true",
+                         help="with --cluster: start its workers over SSH for this run and stop them after")
+    workers.add_argument("--allow-mixed-revisions", action="store_true",
+                         help="run even when the workers report different code revisions (identity.revision)")
     workers.add_argument("--auth-token-file", default=None,
                          help="file holding the workers' shared token (sent as authorization: Bearer)")
     workers.add_argument("--tls-ca", default=None, help="CA certificate (PEM) the workers' TLS certificates chain to")

@@ -1,13 +1,15 @@
 """Checks made before any worker is contacted or LoadGen starts, each failing with one line that
 names the flag, file or field: worker addresses, the output folder, token ids that fit LoadGen's
-int32 responses and the wire, and free disk space for LoadGen's logs (a full disk truncates them
-silently)."""
+int32 responses and the wire, free disk space for LoadGen's logs (a full disk truncates them
+silently), and, once the workers answer, one code revision among them."""
 from __future__ import annotations
 
 import os
 import pathlib
 import shutil
 import tempfile
+
+from sut.worker.identity import KEY_REVISION
 
 INT32_LIMIT = 2 ** 31
 SAFETY_FACTOR = 2.0
@@ -121,3 +123,12 @@ def check_reachable(addresses: list[str], security=None, timeout_s: float = 10.0
             channel.close()
     if problems:
         raise PreflightError("workers: " + "; ".join(problems))
+
+
+def check_revisions(infos: list[dict], allowed: bool) -> None:
+    """Workers of one run serve the same code (their identity.revision), unless allowed."""
+    revisions = {i.get("worker_id"): i.get("versions", {}).get(KEY_REVISION) for i in infos}
+    if len(set(revisions.values()) - {None}) > 1 and not allowed:
+        raise PreflightError("workers run different code revisions (" + ", ".join(
+            f"{worker} {revision}" for worker, revision in revisions.items()) + "): install one revision on every "
+            "host, or pass --allow-mixed-revisions")

@@ -26,12 +26,13 @@ from harness.run.status.observer import RunObserver, check_status_flags
 from harness.run.local_workers import LocalWorkers
 from harness.run.manifest import CampaignInfoError, Manifest, campaign_info
 from harness.run.outputs import KeepingResponder, explain_errors, sample_lines
-from harness.run.preflight import PreflightError, check_disk_space, check_output, check_token_ids, \
-    estimate_log_bytes, issued_samples, parse_workers
+from harness.run.preflight import PreflightError, check_disk_space, check_output, check_revisions, \
+    check_token_ids, estimate_log_bytes, issued_samples, parse_workers
 from harness.run.progress import Progress
 from harness.run.settings import SettingsError, build_test_settings, check_model_name, effective_settings, \
     short_run_user_conf
 from harness.artifacts.verdict import read_detail_log, summary_reasons
+from harness.deploy.errors import ClusterFileError, ClusterUpError
 from harness.submission.compliance import write_test06
 from harness.submission.eos import eos_ids_from_model
 from sut.cluster import ClusterSUT, ClusterUnavailable
@@ -169,10 +170,18 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
     model_name = args.model_name or scenario.default_model_name
     check_model_name(args.scenario, model_name)
     params = sampling_params(args)
-    smoke = args.workers is None and args.dataset is None and args.model is None
-    if args.workers and not args.dataset:
-        raise InputError("--dataset is required with --workers")
-    if not args.workers and args.dataset and not args.model:
+    if args.cluster and args.workers:
+        raise InputError("--cluster and --workers both name the workers: give one")
+    if args.up and not args.cluster:
+        raise InputError("--up needs --cluster FILE")
+    deployed = None
+    if args.cluster:
+        from harness.deploy.session import ClusterRun  # pydantic, asyncssh: only for cluster runs
+        deployed = ClusterRun(args.cluster, args.up)
+    smoke = args.workers is None and deployed is None and args.dataset is None and args.model is None
+    if (args.workers or deployed) and not args.dataset:
+        raise InputError(f"--dataset is required with {'--workers' if args.workers else '--cluster'}")
+    if not args.workers and not deployed and args.dataset and not args.model:
         raise InputError("--dataset without --workers needs --model DIR for the local workers")
     addresses = parse_workers(args.workers) if args.workers else None
     check_output(args.output)
@@ -192,7 +201,7 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
     dataset = load_dataset(dataset_path, total_sample_count)
     check_token_ids(dataset)
     model_eos_ids = None
-    if model_dir and not args.workers and args.local_engine == "hf":
+    if model_dir and not args.workers and not deployed and args.local_engine == "hf":
         from harness.run.default_model import check_model_dir
         model_eos_ids = check_model_dir(model_dir, [len(t) for t in dataset.tok_inputs], params.max_new_tokens,
                                         str(dataset.path))
@@ -244,7 +253,12 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
     cluster = None
     responder = KeepingResponder(lg)
     try:
-        if not args.workers:
+        if deployed:
+            if args.up:  # stopped by every way out of the run, as local workers are
+                local = fatal.local = deployed
+            manifest.update(cluster=deployed.describe())
+            addresses = deployed.wait_ready(args.connect_timeout)
+        elif not args.workers:
             local = LocalWorkers(args.local_workers, args.local_engine, model_dir, run_dir,
                                  shlex.split(args.local_worker_args))
             fatal.local = local
@@ -253,8 +267,9 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
         limits = DispatchLimits(max_attempts=args.max_attempts, stall_timeout_s=args.stall_timeout,
                                 request_timeout_s=args.request_timeout, no_worker_timeout_s=args.no_worker_timeout)
         policy = scenario.default_policy if args.policy == "auto" else args.policy
-        security = LinkSecurity.from_files(args.auth_token_file, args.tls_ca, args.tls_client_cert,
-                                           args.tls_client_key, args.tls_server_name)
+        security = (deployed.security if deployed and not (args.auth_token_file or args.tls_ca) else
+                    LinkSecurity.from_files(args.auth_token_file, args.tls_ca, args.tls_client_cert,
+                                            args.tls_client_key, args.tls_server_name))
         cluster = ClusterSUT(addresses, dataset.tok_inputs, params,
                              create_policy(policy, credit_factor=args.credit_factor, order=args.order),
                              needs_first_token=scenario.needs_first_token, on_fatal=fatal, limits=limits,
@@ -264,6 +279,7 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
         if missing:
             print(f"warning: starting without {', '.join(missing)} (not ready); they join when ready",
                   file=sys.stderr)
+        check_revisions(infos, args.allow_mixed_revisions)
         check_against_model(dataset, min(i["vocab_size"] or 0 for i in infos) or 0,
                             min(i["max_model_len"] or 0 for i in infos) or 0, params.max_new_tokens)
         manifest.update(status="running", workers=infos, policy=args.policy, link_security=security.describe())
@@ -402,6 +418,10 @@ def main(argv: list[str] | None = None, after_run: RunHook | None = None) -> int
             RequestTooLarge, CampaignInfoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    except ClusterUnavailable as exc:
+    except ClusterFileError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_INPUT
+    except (ClusterUnavailable, ClusterUpError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CLUSTER

@@ -49,9 +49,10 @@ class WorkerSpec:
     worker_id: str | None = None           # None: the worker names itself hostname:port
     engine_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)  # set on top of this process's environment
+    python: str | None = None              # None: this interpreter; a path on another host for remote workers
 
     def command(self) -> list[str]:
-        argv = [sys.executable, "-m", "sut.worker", "--engine", self.engine, "--model", self.model,
+        argv = [self.python or sys.executable, "-m", "sut.worker", "--engine", self.engine, "--model", self.model,
                 "--host", self.host, "--port", str(self.port)]
         if self.worker_id is not None:
             argv += ["--worker-id", self.worker_id]

@@ -21,3 +21,8 @@ def test_environment_adds_to_this_process():
     assert WorkerSpec("sim", "sim").environment() is None
     env = WorkerSpec("sim", "sim", env={"CUDA_VISIBLE_DEVICES": "3"}).environment()
     assert env["CUDA_VISIBLE_DEVICES"] == "3" and env["PATH"] == os.environ["PATH"]
+
+
+def test_python_of_another_host():
+    assert WorkerSpec("sim", "sim", python="/opt/venv/bin/python").command()[:3] == [
+        "/opt/venv/bin/python", "-m", "sut.worker"]
