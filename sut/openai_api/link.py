@@ -334,8 +334,8 @@ class OpenAILink:
             last = reader.end()
             if last is not None and not state.done:
                 state.add(last)
-        if not state.done:
-            raise StreamError("malformed stream: it ended without 'data: [DONE]'")
+        if not state.done and state.finish_reason is None:  # [DONE] is OpenAI's end; some servers only finish
+            raise StreamError("malformed stream: it ended without 'data: [DONE]' or a finish_reason")
         ids = self._output_ids(state, params)
         self._emit(pb.Event(request_id=rid, completion=pb.Completion(tokens=pack_tokens(ids),
                                                                      prompt_tokens=len(prompt_ids))))

@@ -116,7 +116,7 @@ def test_text_endpoint_is_retokenized_with_the_tokenizer(tiny_model):
 
 
 @pytest.mark.parametrize("fault, message", [
-    ("malformed", "not JSON"), ("error_event", "CUDA out of memory"), ("no_done", "without 'data: [DONE]'")])
+    ("malformed", "not JSON"), ("error_event", "CUDA out of memory"), ("cut", "without 'data: [DONE]' or a finish_reason")])
 def test_a_bad_stream_fails_that_attempt_only(fault, message):
     async def test(server, link, rec):
         await until(lambda: link.ready)
