@@ -32,7 +32,6 @@ from sut.wire import INVALID_REQUEST_PREFIX, pack_tokens, params_from_proto, unp
 
 ENGINE = "openai-http"
 HEARTBEAT_S = 1.0
-HEARTBEAT_TIMEOUT_S = 5.0
 KEY_DIALECT = "identity.dialect"
 KEY_MODEL = "identity.model_fingerprint"
 PROBE_PROMPT_IDS = [1, 2, 3]
@@ -189,12 +188,27 @@ class OpenAILink:
             self.listener.on_ready(self)
             while True:
                 await asyncio.sleep(HEARTBEAT_S)
-                await self._models(client, timeout=HEARTBEAT_TIMEOUT_S)
-                self.last_message = time.monotonic()
+                if time.monotonic() - self.last_message >= HEARTBEAT_S:  # streams that flow are proof enough
+                    await self._heartbeat(client)
         finally:
             self._client = None
             closing = asyncio.ensure_future(client.aclose())
             closing.add_done_callback(lambda task: task.cancelled() or task.exception())
+
+    async def _heartbeat(self, client: httpx.AsyncClient) -> None:
+        """Ask /models; while the answer is pending, the endpoint counts as alive for up to
+        heartbeat_timeout: many servers (llama.cpp, transformers serve) answer it on the thread that
+        generates, seconds late under load, which the gRPC workers' 5 s silence rule would call dead."""
+        answer = asyncio.ensure_future(self._models(client, timeout=self.options.heartbeat_timeout_s))
+        try:
+            while not answer.done():
+                await asyncio.wait([answer], timeout=HEARTBEAT_S)
+                if not answer.done():
+                    self.last_message = time.monotonic()
+            answer.result()
+            self.last_message = time.monotonic()
+        finally:
+            answer.cancel()
 
     async def _models(self, client: httpx.AsyncClient, timeout: float) -> list[dict]:
         response = await client.get("/models", timeout=timeout)
@@ -251,14 +265,15 @@ class OpenAILink:
                 except (ValueError, KeyError, IndexError, TypeError):
                     raise EndpointRefused("/completions: the probe's answer has no choices") from None
                 return dialect, isinstance(choice.get("token_ids"), list)
-            outcome = classify_status(response.status_code)
-            if outcome != Outcome.INVALID:
-                error = error_text(response.status_code, response.content)
-                if outcome == Outcome.RETRY:
-                    raise ConnectionError(f"/completions probe: {error}")
-                raise EndpointRefused(f"/completions probe: {error}")
-            refusals.append(f"{dialect.label}: {error_text(response.status_code, response.content, 120)}")
-        raise EndpointRefused("/completions refused every request form (" + "; ".join(refusals) + ")")
+            if response.status_code in (401, 403, 404):
+                raise EndpointRefused(f"/completions probe: {error_text(response.status_code, response.content)}")
+            # the next form: servers refuse a form they do not know with 400 or 422, some (llama.cpp) with 500
+            refusals.append((response.status_code, f"{dialect.label}: "
+                                                   f"{error_text(response.status_code, response.content, 120)}"))
+        message = "/completions refused every request form (" + "; ".join(text for _, text in refusals) + ")"
+        if any(classify_status(status) == Outcome.RETRY for status, _ in refusals):
+            raise ConnectionError(message)  # perhaps only not ready yet: try again
+        raise EndpointRefused(message)
 
     def _info(self, entry: dict, dialect: Dialect, server_ids: bool) -> dict:
         opts = self.options

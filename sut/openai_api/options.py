@@ -20,7 +20,8 @@ KEY_OUTPUT_IDS = "identity.output_ids"    # "server": the endpoint's own ids; "r
 ARG_PROMPT = "prompt"                      # engine_args: "ids" or "text"
 PROMPT_MODES = ("auto", "ids", "text")
 SECRET_KEYS = ("api_key", "key", "token")
-KNOWN_KEYS = {"max_concurrency", "tokenizer", "model", "prompt", "api_key_file", "api_key_env", "connect_timeout"}
+KNOWN_KEYS = {"max_concurrency", "tokenizer", "model", "prompt", "api_key_file", "api_key_env", "connect_timeout",
+              "heartbeat_timeout"}
 
 
 class EndpointError(ValueError):
@@ -38,6 +39,7 @@ class EndpointOptions:
     api_key_file: str | None = None
     api_key_env: str | None = None
     connect_timeout_s: float = 5.0
+    heartbeat_timeout_s: float = 30.0  # /models unanswered this long: the endpoint is down
 
     def api_key(self, fallback: str | None = None) -> str | None:
         """Read at connect time (a rotated key file is picked up on reconnect); never stored in info."""
@@ -107,14 +109,15 @@ def parse_endpoint(address: str) -> EndpointOptions:
         if not text.isdigit() or not 1 <= int(text) <= 100000:
             raise EndpointError(f"{address}: option max_concurrency={text!r} is not a number in 1..100000")
         kwargs["max_concurrency"] = int(text)
-    if "connect_timeout" in options:
-        try:
-            kwargs["connect_timeout_s"] = float(options["connect_timeout"])
-        except ValueError:
-            kwargs["connect_timeout_s"] = -1.0
-        if not 0 < kwargs["connect_timeout_s"] <= 600:
-            raise EndpointError(f"{address}: option connect_timeout={options['connect_timeout']!r} is not "
-                                f"seconds in (0, 600]")
+    for key in ("connect_timeout", "heartbeat_timeout"):
+        if key in options:
+            try:
+                seconds = float(options[key])
+            except ValueError:
+                seconds = -1.0
+            if not 0 < seconds <= 600:
+                raise EndpointError(f"{address}: option {key}={options[key]!r} is not seconds in (0, 600]")
+            kwargs[f"{key}_s"] = seconds
     if options.get("prompt", "auto") not in PROMPT_MODES:
         raise EndpointError(f"{address}: option prompt={options['prompt']!r} is not one of {', '.join(PROMPT_MODES)}")
     for key in ("tokenizer", "model", "prompt", "api_key_file", "api_key_env"):
