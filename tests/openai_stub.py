@@ -25,8 +25,8 @@ class StubServer:
     def url(self) -> str:
         return f"openai+http://127.0.0.1:{self.port}/v1"
 
-    async def start(self) -> "StubServer":
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+    async def start(self, port: int = 0) -> "StubServer":
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -136,3 +136,17 @@ class StubServer:
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True
+
+
+def main(argv: list[str]) -> None:
+    """`python -m tests.openai_stub PORT MODEL`: a stub server as a process (tests of code that starts one)."""
+    async def serve():
+        server = await StubServer(models=[argv[1]]).start(int(argv[0]))
+        await asyncio.Event().wait()
+        await server.stop()
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    import sys
+    main(sys.argv[1:])
