@@ -79,11 +79,11 @@ class StubServer:
         prompt = body["prompt"]
         if isinstance(prompt, list) and not b["accept_ids"]:
             return await self._send(writer, 422, {"detail": [{"msg": "Input should be a valid string"}]})
-        if b["failures_left"] is not None and body.get("stream"):  # fail only the first N streamed requests
+        if b["failures_left"] is not None:  # fail only the next N requests
             if b["failures_left"] > 0:
                 b["failures_left"] -= 1
                 return await self._send(writer, b["status"], {"error": {"message": "engine exploded"}})
-        elif b["status"] != 200 and body.get("stream"):
+        elif b["status"] != 200:
             return await self._send(writer, b["status"], {"error": {"message": "engine exploded"}})
         seed = sum(prompt) if isinstance(prompt, list) else len(prompt)
         ids = [(seed + i) % 90 + 10 for i in range(body["max_tokens"])]

@@ -5,7 +5,8 @@ moves and accounting are the gRPC path's, unchanged.
 
 First contact: `/models` (the served model, pinned as the endpoint's identity), then a one-token
 probe that finds the endpoint's dialect (token-id or text prompts, vLLM's extra fields, output ids
-or not). Each request is one streamed `/completions` call; at most `max_concurrency` are open at
+or not). Each request is one streamed `/completions` call, or, when the dispatcher needs no first
+tokens (Offline), one plain JSON call (no per-token parsing at the coordinator); at most `max_concurrency` are open at
 once (the endpoint's credit: the rest wait here). While ready, `/models` is asked once a second: an
 answer is the endpoint's heartbeat. A transport error (refused, reset, timed out) or a heartbeat
 that fails drops the link: its attempts are re-issued and it reconnects with backoff. HTTP 5xx, 408
@@ -320,7 +321,9 @@ class OpenAILink:
         params = params_from_proto(request.params)
         prompt_ids = unpack_tokens(request.prompt).tolist()
         prompt = prompt_ids if self.dialect.prompt_ids else self.tokenizer.decode(prompt_ids)
-        body = completion_body(self.model, prompt, params, self.dialect)
+        # without first tokens (Offline) one JSON answer per request: no per-token parsing at the coordinator
+        streaming = bool(getattr(self.listener, "needs_first_token", True))
+        body = completion_body(self.model, prompt, params, self.dialect, stream=streaming)
         async with client.stream("POST", "/completions", json=body) as response:
             if response.status_code != 200:
                 error = error_text(response.status_code, await response.aread())
@@ -331,29 +334,38 @@ class OpenAILink:
                 prefix = INVALID_REQUEST_PREFIX if outcome == Outcome.INVALID else ""
                 self._emit(pb.Event(request_id=rid, error=pb.Error(message=prefix + error)))
                 return
-            reader = SSEReader()
-            first_sent = False
-            async for line in response.aiter_lines():
-                data = reader.feed(line)
-                if data is None:
-                    continue
-                self.last_message = time.monotonic()
-                if state.add(data):
-                    self.last_progress = self.last_message
-                    if not first_sent:
-                        first_sent = True
-                        self._emit(pb.Event(request_id=rid, first_token=pb.FirstToken(
-                            tokens=pack_tokens(self._output_ids(state, params)[:1]))))
-                if state.done:
-                    break
-            last = reader.end()
-            if last is not None and not state.done:
-                state.add(last)
+            if streaming:
+                await self._read_events(response, state, params, rid)
+            else:
+                state.add((await response.aread()).decode("utf-8", "replace"))
+                self.last_message = self.last_progress = time.monotonic()
+                state.done = True
         if not state.done and state.finish_reason is None:  # [DONE] is OpenAI's end; some servers only finish
             raise StreamError("malformed stream: it ended without 'data: [DONE]' or a finish_reason")
         ids = self._output_ids(state, params)
         self._emit(pb.Event(request_id=rid, completion=pb.Completion(tokens=pack_tokens(ids),
                                                                      prompt_tokens=len(prompt_ids))))
+
+    async def _read_events(self, response: httpx.Response, state: StreamState, params: SamplingParams,
+                           rid: int) -> None:
+        reader = SSEReader()
+        first_sent = False
+        async for line in response.aiter_lines():
+            data = reader.feed(line)
+            if data is None:
+                continue
+            self.last_message = time.monotonic()
+            if state.add(data):
+                self.last_progress = self.last_message
+                if not first_sent:
+                    first_sent = True
+                    self._emit(pb.Event(request_id=rid, first_token=pb.FirstToken(
+                        tokens=pack_tokens(self._output_ids(state, params)[:1]))))
+            if state.done:
+                break
+        last = reader.end()
+        if last is not None and not state.done:
+            state.add(last)
 
     def _output_ids(self, state: StreamState, params: SamplingParams) -> list[int]:
         """The server's ids when it sends them; else the text re-tokenized with the benchmark's

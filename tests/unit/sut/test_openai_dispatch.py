@@ -30,7 +30,7 @@ class Answers:
 
 def run(bad_behavior: dict, limits: DispatchLimits, policy, needs_first_token=False, during=None):
     async def main():
-        bad, good = await StubServer(**bad_behavior).start(), await StubServer().start()
+        bad, good = await StubServer().start(), await StubServer().start()
         answers, fatal = Answers(), []
         prompts = [(pack_tokens([i + 1, 2, 3]), 3) for i in range(SAMPLES)]
         d = Dispatcher([bad.url, good.url], policy, answers, SamplingParams(max_new_tokens=3), prompts,
@@ -38,6 +38,7 @@ def run(bad_behavior: dict, limits: DispatchLimits, policy, needs_first_token=Fa
         d.start()
         try:
             await until(lambda: len(d.ready_workers()) == 2)
+            bad.behavior.update(bad_behavior)  # after first contact: the probe must succeed
             d.submit([(100 + i, i) for i in range(SAMPLES)])
             if during:
                 await during(bad)
@@ -71,5 +72,6 @@ def test_an_endpoint_killed_mid_run_loses_nothing():
     async def kill(bad):
         await until(lambda: bad.open_streams > 0)
         await bad.stop()
-    d, _ = run({"token_delay_s": 0.3}, DispatchLimits(faulty_after=100), PullPolicy(credit_factor=1.0), during=kill)
+    d, _ = run({"token_delay_s": 0.3}, DispatchLimits(faulty_after=100), PullPolicy(credit_factor=1.0), during=kill,
+               needs_first_token=True)
     assert d.workers[0].link.disconnects == 1 and d.counters["completed"] == SAMPLES

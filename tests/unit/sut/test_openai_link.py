@@ -84,6 +84,17 @@ def test_stream_gives_first_token_and_the_servers_ids():
     with_link(test)
 
 
+def test_without_first_tokens_one_json_answer_per_request():
+    async def test(server, link, rec):
+        rec.needs_first_token = False  # the dispatcher's flag (Offline)
+        await until(lambda: link.ready)
+        link.send(request(1))
+        await until(lambda: "completion" in rec.kinds(1))
+        assert rec.kinds(1) == ["completion"] and server.requests[-1]["stream"] is False
+        assert unpack_tokens(rec.last(1).completion.tokens).tolist() == [(18 + i) % 90 + 10 for i in range(4)]
+    with_link(test)
+
+
 def test_make_link_chooses_by_scheme():
     async def main():
         assert isinstance(make_link("openai+http://127.0.0.1:1/v1", Recorder()), OpenAILink)
