@@ -13,9 +13,12 @@ POSTGRES = ["psycopg[binary]==3.3.9"]
 NVML = ["nvidia-ml-py==13.615.71"]  # the worker's node.* fingerprint on GPU hosts; absent: said so
 # SRV records for the coordinator's discovery on Kubernetes (harness.deploy.discovery; A records need nothing)
 DEPLOY = ["dnspython==2.9.2"]
+# a real OpenAI-compatible server for the HTTP link's tests: `transformers serve` (transformers' serving
+# extra, no compiling; llama-cpp-python[server] builds llama.cpp from source on install)
+OPENAI_SERVER = ["fastapi==0.165.0", "uvicorn==0.54.0", "openai==3.57.0"]
 # cryptography 48.0.1: the lowest asyncssh 2.24.1 accepts
 TEST = ["pytest==9.0.3", "pytest-timeout==2.4.0", "grpcio-tools==1.84.0", "cryptography==48.0.1",
-        "playwright==1.65.2", "kubernetes-validate==1.37.0"]  # playwright drives Debian's chromium (never a downloaded browser)
+        "playwright==1.65.2", "kubernetes-validate==1.37.0"] + OPENAI_SERVER  # playwright drives Debian's chromium (never a downloaded browser)
 
 setup(
     name="mlperf-llm-harness",
@@ -39,6 +42,7 @@ setup(
         "croniter==7.0.0",
         "prometheus-client==0.26.0",  # the status page's /metrics
         "plotly==7.1.0",  # reports' charts (JS inlined: they render offline)
+        "httpx==0.28.1",  # OpenAI-compatible endpoints as workers (sut.openai_api)
     ],
     extras_require={
         "hf": HF,

@@ -18,7 +18,7 @@ from sut.dispatch import Dispatcher, DispatchLimits, Query
 from sut.dispatch.policies import DispatchPolicy
 from sut.engines.base import SamplingParams
 from sut.security import LinkSecurity
-from sut.transport import WorkerLink
+from sut.links import make_link
 from sut.wire import check_request_size, pack_tokens, unpack_tokens
 
 
@@ -55,7 +55,7 @@ class ClusterSUT:
         for index, (prompt, _) in enumerate(packed):
             check_request_size(len(prompt), index)
         self.dispatcher = Dispatcher(addresses, policy, responder, params, packed, needs_first_token,
-                                     self._fatal, limits, link_factory=functools.partial(WorkerLink, security=security))
+                                     self._fatal, limits, link_factory=functools.partial(make_link, security=security))
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self._loop)

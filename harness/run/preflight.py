@@ -9,6 +9,7 @@ import pathlib
 import shutil
 import tempfile
 
+from sut.links import link_type
 from sut.worker.identity import KEY_REVISION
 
 INT32_LIMIT = 2 ** 31
@@ -23,12 +24,25 @@ class PreflightError(ValueError):
 
 
 def parse_workers(text: str) -> list[str]:
-    """`HOST:PORT[,HOST:PORT...]`: each well formed, port 1..65535, no address twice."""
+    """`HOST:PORT[,HOST:PORT...]`: each well formed, port 1..65535, no address twice. An address
+    with a scheme (an OpenAI-compatible endpoint, `openai+http://HOST:PORT/v1`) is checked by its
+    link type (`sut.links`)."""
     addresses = [a.strip() for a in text.split(",") if a.strip()]
     if not addresses:
         raise PreflightError(f"--workers {text!r}: no HOST:PORT given")
     seen = set()
     for address in addresses:
+        try:
+            kind = link_type(address)
+            if kind is not None:
+                kind.check_address(address)
+        except ValueError as exc:
+            raise PreflightError(f"--workers: {exc}") from None
+        if kind is not None:
+            if address in seen:
+                raise PreflightError(f"--workers: {address} is given twice (each worker would get twice the work)")
+            seen.add(address)
+            continue
         host, sep, port = address.rpartition(":")
         if not sep or not host or not port:
             raise PreflightError(f"--workers: {address!r} is not HOST:PORT")

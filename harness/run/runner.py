@@ -26,6 +26,7 @@ from harness.run.status.observer import RunObserver, check_status_flags
 from harness.run.local_workers import LocalWorkers
 from harness.run.manifest import CampaignInfoError, Manifest, campaign_info
 from harness.run.outputs import KeepingResponder, explain_errors, sample_lines
+from harness.run.validity import result_validity
 from harness.run.preflight import PreflightError, check_disk_space, check_output, check_revisions, \
     check_token_ids, estimate_log_bytes, issued_samples, parse_workers
 from harness.run.progress import Progress
@@ -282,7 +283,12 @@ def _run(args, guard: SignalGuard, fatal: "FatalHandler") -> int:
         check_revisions(infos, args.allow_mixed_revisions)
         check_against_model(dataset, min(i["vocab_size"] or 0 for i in infos) or 0,
                             min(i["max_model_len"] or 0 for i in infos) or 0, params.max_new_tokens)
-        manifest.update(status="running", workers=infos, policy=args.policy, link_security=security.describe())
+        validity = result_validity(infos)
+        if not validity["closed"]:
+            print("warning: Open division only, not comparable to token-exact runs: " + "; ".join(validity["reasons"]),
+                  file=sys.stderr)
+        manifest.update(status="running", workers=infos, policy=args.policy, link_security=security.describe(),
+                        result_validity=validity)
         _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit_config, guard, fatal, observer)
         manifest.update(workers=cluster.worker_infos(), dispatch=cluster.snapshot(), **cluster.dispatch_record())
         if guard.signum:
