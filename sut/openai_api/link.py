@@ -28,7 +28,7 @@ from sut.openai_api.protocol import (DIALECTS, Dialect, Outcome, SSEReader, Stre
                                      classify_status, completion_body, error_text)
 from sut.proto import backend_pb2 as pb
 from sut.security import LinkSecurity
-from sut.transport import LinkState
+from sut.transport import LinkState, WorkerLink
 from sut.wire import INVALID_REQUEST_PREFIX, pack_tokens, params_from_proto, unpack_tokens
 
 ENGINE = "openai-http"
@@ -43,19 +43,12 @@ class EndpointRefused(RuntimeError):
     """The endpoint answers, but not in a way we can use: waiting will not help."""
 
 
-class OpenAILink:
+class OpenAILink(WorkerLink):
+    """WorkerLink's life cycle (state, kill, reconnect with backoff) over HTTP instead of a gRPC stream."""
+
     def __init__(self, address: str, listener, max_backoff_s: float = 5.0, security: LinkSecurity | None = None):
-        self.address = address
         self.options: EndpointOptions = parse_endpoint(address)
-        self.security = security or LinkSecurity()
-        self.listener = listener
-        self.max_backoff_s = max_backoff_s
-        self.state = LinkState.CONNECTING
-        self.info: dict | None = None
-        self.last_error: str | None = None
-        self.last_progress = self.last_message = time.monotonic()
-        self.disconnects = 0
-        self.reached = False
+        super().__init__(address, listener, max_backoff_s, security)
         self.dialect: Dialect | None = None
         self.model: str | None = None
         self.tokenizer = None
@@ -63,37 +56,14 @@ class OpenAILink:
         self._slots = asyncio.Semaphore(self.options.max_concurrency)
         self._tasks: dict[int, asyncio.Task] = {}
         self._cancel_requested: set[int] = set()
-        self._task: asyncio.Task | None = None
-        self._serve_task: asyncio.Task | None = None
-        self._kill_reason: str | None = None
-        self._served = False
-        self._closed = False
-
-    @property
-    def name(self) -> str:
-        return (self.info or {}).get("worker_id") or self.address
 
     @property
     def capacity(self) -> int:
         return self.options.max_concurrency
 
-    @property
-    def ready(self) -> bool:
-        return self.state is LinkState.READY
-
-    @property
-    def state_name(self) -> str:
-        return self.state.value
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"link {self.address}")
-
     async def close(self) -> None:
-        self._closed = True
         self._drop_requests()
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await super().close()
 
     # --- the dispatcher's calls ------------------------------------------------------------------
 
@@ -110,21 +80,12 @@ class OpenAILink:
             self._cancel_requested.add(request_id)
             task.cancel()
 
-    def kill(self, reason: str) -> None:
-        self._declare_down(reason)
-        if self._serve_task and not self._serve_task.done():
-            self._kill_reason = reason
-            self._serve_task.cancel()
-
     # --- connection ------------------------------------------------------------------------------
 
     def _declare_down(self, reason: str) -> None:
-        self.last_error = reason
-        if self.state is LinkState.READY:
-            self.state = LinkState.DOWN
-            self.disconnects += 1
+        if self.ready:
             self._drop_requests()
-            self.listener.on_down(self, reason)
+        super()._declare_down(reason)
 
     def _drop_requests(self) -> None:
         """Stop every open request without events: the dispatcher re-issues them (on_down)."""
@@ -132,32 +93,6 @@ class OpenAILink:
             task.cancel()
         self._tasks.clear()
         self._cancel_requested.clear()
-
-    async def _run(self) -> None:
-        backoff = 0.2
-        while not self._closed:
-            self._kill_reason = None
-            self._served = False
-            self._serve_task = asyncio.create_task(self._connect_and_serve())
-            try:
-                await self._serve_task
-                reason = "the endpoint stopped answering"
-            except asyncio.CancelledError:
-                if self._closed or self._kill_reason is None:
-                    raise
-                reason = self._kill_reason
-            except EndpointRefused as exc:
-                reason = str(exc)
-                self.reached = False  # it answers, but not usably for us: waiting longer will not help
-            except httpx.HTTPError as exc:
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            except Exception as exc:  # any failure of one endpoint is that endpoint's, never the run's
-                reason = f"{type(exc).__name__}: {exc}"
-            if self._served:  # a connection that worked: reconnect quickly
-                backoff = 0.2
-            self._declare_down(reason)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, self.max_backoff_s)
 
     def _make_client(self) -> httpx.AsyncClient:
         opts = self.options
@@ -178,9 +113,18 @@ class OpenAILink:
                                  verify=verify, trust_env=False)
 
     async def _connect_and_serve(self) -> None:
-        client = self._make_client()
+        """Called by WorkerLink._run, which turns any exception into the reason the link is down."""
         try:
-            await self._first_contact(client)
+            client = self._make_client()
+        except EndpointRefused:
+            self.reached = False
+            raise
+        try:
+            try:
+                await self._first_contact(client)
+            except EndpointRefused:
+                self.reached = False  # it answers, but not usably for us: waiting longer will not help
+                raise
             self._client = client
             self._served = True
             self.state = LinkState.READY

@@ -126,28 +126,20 @@ def test_text_endpoint_is_retokenized_with_the_tokenizer(tiny_model):
     with_link(test, f"?tokenizer={tiny_model}", accept_ids=False, give_ids=False)
 
 
-@pytest.mark.parametrize("fault, message", [
-    ("malformed", "not JSON"), ("error_event", "CUDA out of memory"), ("cut", "without 'data: [DONE]' or a finish_reason")])
-def test_a_bad_stream_fails_that_attempt_only(fault, message):
+@pytest.mark.parametrize("behavior, message, invalid", [
+    ({"fault": "malformed"}, "not JSON", False), ({"fault": "error_event"}, "CUDA out of memory", False),
+    ({"fault": "cut"}, "without 'data: [DONE]' or a finish_reason", False),
+    ({"status": 500}, "HTTP 500", False), ({"status": 503}, "HTTP 503", False), ({"status": 429}, "HTTP 429", False),
+    ({"status": 400}, "HTTP 400", True), ({"status": 422}, "HTTP 422", True)])
+def test_a_bad_answer_fails_that_attempt_only(behavior, message, invalid):
     async def test(server, link, rec):
         await until(lambda: link.ready)
-        server.behavior["fault"] = fault
+        server.behavior.update(behavior)
         link.send(request(1))
         await until(lambda: "error" in rec.kinds(1))
-        assert message in rec.last(1).error.message and link.ready and not rec.downs
-    with_link(test)
-
-
-@pytest.mark.parametrize("status, invalid", [(500, False), (503, False), (429, False), (400, True), (422, True)])
-def test_http_errors_fail_the_attempt(status, invalid):
-    async def test(server, link, rec):
-        await until(lambda: link.ready)
-        server.behavior["status"] = status
-        link.send(request(1))
-        await until(lambda: "error" in rec.kinds(1))
-        message = rec.last(1).error.message
-        assert f"HTTP {status}" in message and message.startswith(INVALID_REQUEST_PREFIX) == invalid
-        assert link.ready
+        error = rec.last(1).error.message
+        assert message in error and error.startswith(INVALID_REQUEST_PREFIX) == invalid
+        assert link.ready and not rec.downs
     with_link(test)
 
 
