@@ -15,6 +15,7 @@ import sys
 from harness.ops.run_record import RunRecord, RunRecordError, trigger_from_env
 from harness.run import runner
 from harness.run.manifest import Manifest
+from harness.run.run_report import EXIT_OK
 
 EXIT_ALERT = 4
 EXIT_CHANGING_KINDS = ("regression", "worker-divergence")  # a verdict alert already has its own exit code
@@ -68,7 +69,7 @@ def record_and_alert(args: argparse.Namespace, run_dir: pathlib.Path, code: int)
             print(f"alerts: {len(alerts)} posted to the webhook", flush=True)
         except DeliveryError as exc:
             print(f"alerts: not delivered: {exc}; the run's result stands", file=sys.stderr, flush=True)
-    if code == runner.EXIT_OK and any(alert.kind in EXIT_CHANGING_KINDS for alert in alerts):
+    if code == EXIT_OK and any(alert.kind in EXIT_CHANGING_KINDS for alert in alerts):
         print(f"exit {EXIT_ALERT}: the run is accepted, but raised a regression alert", file=sys.stderr, flush=True)
         return EXIT_ALERT
     return code
