@@ -12,7 +12,7 @@ import sys
 
 from harness.ops.report.data import ReportError, load_run
 from harness.ops.run_record import RunRecord
-from harness.run.flags import OneLineParser, float_in, int_in
+from harness.run.flags import OneLineParser, add_store_flag, float_in, int_in
 
 EXIT_OK, EXIT_INPUT = 0, 2
 
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m harness report",
                       description="Write one self-contained HTML report (renders offline) and a markdown summary "
                                   "of one or more run directories.")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (as `python -m harness run` leaves them)")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run directories (as `python -m harness run` leaves them)")
     p.add_argument("--out", default=None,
                    help="HTML file to write (default: RUN/report.html for one run, ./report.html for several); "
                         "the markdown summary goes beside it (.md)")
@@ -33,7 +33,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trend: a regression is a drop in throughput or rise in latency beyond this fraction "
                         "of the median of the runs before (default 0.05)")
     p.add_argument("--window", type=int_in(1), default=10, help="trend: runs in the median (default 10)")
+    history = p.add_argument_group("a trend from the history store")
+    history.add_argument("--last", type=int_in(1), default=None, metavar="N",
+                         help="draw the last N recorded runs like the one shown (same benchmark, scenario, mode and "
+                              "system); without RUN the newest recorded run is shown")
+    history.add_argument("--scenario", default=None, help="with --last and no RUN: the newest run of this scenario")
+    add_store_flag(history)
+    history.add_argument("--output", default="runs",
+                         help="the runs' parent folder, whose history.sqlite is the default store (default ./runs)")
     return p
+
+
+def history_trend(args) -> tuple[list[str], list[RunRecord]]:
+    """The run to show and the last N recorded runs like it, from the history store."""
+    from harness.ops.history import store_for
+    from harness.ops.store import StoreError
+    try:
+        with store_for(args) as store:
+            if args.runs:
+                shown = load_run(sorted(args.runs)[-1]).record
+            else:
+                newest = store.runs(scenario=args.scenario, last=1)
+                if not newest:
+                    raise ReportError("--last: the history store holds no run" +
+                                      (f" of scenario {args.scenario}" if args.scenario else ""))
+                shown = newest[0]
+                if not pathlib.Path(shown.run_dir).is_dir():
+                    raise ReportError(f"--last: the newest recorded run's directory {shown.run_dir} is gone; "
+                                      f"name a RUN to show")
+            records = store.runs(benchmark=shown.benchmark, scenario=shown.scenario, mode=shown.mode,
+                                 system=shown.system or None, last=args.last)
+    except StoreError as exc:
+        raise ReportError(str(exc)) from None
+    return (args.runs or [shown.run_dir]), records
 
 
 def write_report(run_dirs: list[str], out: pathlib.Path, fmt: str = "html", trend: bool = False,
@@ -54,6 +86,8 @@ def write_report(run_dirs: list[str], out: pathlib.Path, fmt: str = "html", tren
                       f"{latest.system or '?'})", file=sys.stderr)
         trend_records = alike + list(trend_records or [])
         runs = runs[-1:]
+    if trend_records:  # a run both named and recorded is drawn once
+        trend_records = list({record.run_id: record for record in trend_records}.values())
     md = render_markdown(runs, trend_records, threshold, window)
     written = []
     if fmt == "html":
@@ -80,10 +114,16 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_INPUT
-    out = pathlib.Path(args.out) if args.out else (
-        pathlib.Path(args.runs[0]) / "report.html" if len(args.runs) == 1 else pathlib.Path("report.html"))
+    if not args.runs and not args.last:
+        print("error: name at least one RUN directory, or --last N for a trend from the history store",
+              file=sys.stderr)
+        return EXIT_INPUT
     try:
-        for path in write_report(args.runs, out, args.format, args.trend, args.threshold, args.window):
+        runs, trend_records = history_trend(args) if args.last else (args.runs, None)
+        out = pathlib.Path(args.out) if args.out else (
+            pathlib.Path(runs[0]) / "report.html" if len(runs) == 1 else pathlib.Path("report.html"))
+        for path in write_report(runs, out, args.format, args.trend, args.threshold, args.window,
+                                 trend_records=trend_records):
             print(f"wrote {path}", file=sys.stderr)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)

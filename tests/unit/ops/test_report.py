@@ -131,3 +131,25 @@ def test_trend_from_run_dirs_flags_the_planted_drop_and_leaves_out_unlike_runs(t
     assert "Trend over 4 runs" in md and "output tokens/s: REGRESSION in n3" in md
     html = out.read_text()
     assert "regression threshold (5%)" in html and "## n3" in md
+
+
+def test_last_n_draws_the_trend_from_the_history_store(tmp_path, capsys):
+    from harness.ops.run_record import read_run_record
+    from harness.ops.store import HistoryStore
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    dirs = [_run_dir(runs, f"n{i}", i, v) for i, v in enumerate([1000, 1010, 995, 1005, 700])]
+    dirs.append(_run_dir(runs, "offline", 2, 5000, scenario="Offline"))
+    with HistoryStore(f"sqlite:///{runs / 'history.sqlite'}") as store:
+        for run in dirs:
+            store.add(read_run_record(run))
+    out = tmp_path / "nightly.html"
+    assert main(["--last", "4", "--scenario", "Server", "--output", str(runs), "--out", str(out)]) == 0
+    md = out.with_suffix(".md").read_text()
+    assert "Trend over 4 runs" in md and "REGRESSION in n4" in md and "offline" not in md
+    assert main(["--last", "3", "--output", str(tmp_path / "gone"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith("gone does not exist")
+    (tmp_path / "empty").mkdir()
+    assert main(["--last", "3", "--output", str(tmp_path / "empty"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "error: --last: the history store holds no run"
+    assert main(["--out", str(out)]) == 2
