@@ -33,9 +33,11 @@ def sim_workers(tmp_path):
         workers.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """Debian's chromium driven by Playwright (never a downloaded browser); skipped when absent."""
+    """Debian's chromium driven by Playwright (never a downloaded browser); skipped when absent.
+    Module-scoped: Playwright's sync API keeps an event loop running in the main thread while it is
+    open, and every later test that calls asyncio.run() would fail."""
     import os
     import shutil
     try:

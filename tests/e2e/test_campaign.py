@@ -112,8 +112,10 @@ def test_campaign_killed_mid_step_resumes_to_the_same_tree(tiny_model, tiny_data
     whole_out, whole_err = whole.communicate(timeout=300)
     assert whole.returncode == 1, whole_out + whole_err
     assert tree(tmp_path / "whole" / "submission") == tree(out / "submission")
-    assert steps["check"]["data"]["lines"] == state_of(tmp_path / "whole")["steps"]["check"]["data"]["lines"] or \
-        _digits(steps["check"]["data"]["lines"]) == _digits(state_of(tmp_path / "whole")["steps"]["check"]["data"]["lines"])
+    check, whole_check = steps["check"], state_of(tmp_path / "whole")["steps"]["check"]
+    assert "data" in check and "data" in whole_check, (check, whole_check)
+    assert check["data"]["lines"] == whole_check["data"]["lines"] or \
+        _digits(check["data"]["lines"]) == _digits(whole_check["data"]["lines"])
     for line in ("min_duration is 3000 ms", "performance_sample_count is 32", "early stopping not met"):
         assert line in resumed.stdout, resumed.stdout
     assert (out / "campaign.md").read_text().count("runs/") >= 9
