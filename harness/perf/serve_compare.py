@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server-args", default="", help="more flags for vllm serve")
     p.add_argument("--commit", default=None)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    # the gRPC worker is started by vllm_compare's helpers: dummy weights, the engine's own dtype
+    p.set_defaults(real_model=False, dtype=None)
     return p
 
 

@@ -89,3 +89,10 @@ def test_main_stamps_and_compares(monkeypatch, tmp_path):
     assert result["summary"]["server_added_ttft_p50_ms"] == pytest.approx(2.0)
     assert result["commit"] == "abc1234def" and result["gpu"] == "NVIDIA H100 80GB HBM3"
     assert result["command"].startswith("python -m harness.perf.serve_compare --prompts 10")
+
+
+def test_the_grpc_worker_flags_build_from_this_parser():
+    from harness.perf import vllm_compare
+    args = sc.build_parser().parse_args(["--max-num-seqs", "64"])
+    flags = vllm_compare.worker_flags(args)
+    assert flags[:2] == ["--load-format", "dummy"] and "64" in flags and "--dtype" not in flags
