@@ -1,0 +1,56 @@
+"""A wheel built from a checkout carries the checkout's commit: installed where there is no .git,
+the worker's `identity.revision` and the harness's manifest revision are that commit (with `-dirty`
+when tracked files had changes), and the checkout itself is never stamped."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+from harness.deploy import install
+from sut.build_info import wheel_revision
+from builds import pip_wheel, project_checkout
+
+PROBE = ("import json; from sut.worker.identity import code_revision, SOURCE_ROOT; "
+         "from harness.run.manifest import git_revision; "
+         "print(json.dumps([str(SOURCE_ROOT), code_revision(SOURCE_ROOT), git_revision()]))")
+
+
+def installed_revisions(wheel: pathlib.Path, target: pathlib.Path) -> tuple[str, str]:
+    """Installs `wheel` into `target` (no .git there) and asks the installed copy its revisions."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, text=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(target)}
+    probe = subprocess.run([sys.executable, "-c", PROBE], cwd=target.parent, env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    root, worker, harness = json.loads(probe.stdout)
+    assert pathlib.Path(root) == target.resolve()  # the installed copy answered, not a checkout
+    return worker, harness
+
+
+def test_a_wheel_built_in_a_checkout_reports_its_commit_once_installed(tmp_path):
+    checkout = tmp_path / "checkout"
+    head = project_checkout(checkout)
+    wheel = pip_wheel(checkout, tmp_path / "clean")
+    assert wheel_revision(wheel) == head
+    assert installed_revisions(wheel, tmp_path / "site-clean") == (head, head)
+    assert not (checkout / "sut" / "_build_info.json").exists()
+
+    init = checkout / "sut" / "__init__.py"
+    init.write_text(init.read_text() + "# changed\n")  # a tracked change; the build/ folder of the first stays
+    dirty = pip_wheel(checkout, tmp_path / "dirty")
+    assert installed_revisions(dirty, tmp_path / "site-dirty") == (f"{head}-dirty",) * 2
+
+
+def test_cluster_install_builds_from_a_copy_stamped_with_the_checkouts_commit(tmp_path, monkeypatch):
+    checkout = tmp_path / "checkout"
+    head = project_checkout(checkout)
+    monkeypatch.setattr(install, "CHECKOUT", checkout)
+    (tmp_path / "out").mkdir()
+    wheel = install.build_wheel(tmp_path / "out")
+    assert wheel_revision(wheel) == head
+    assert installed_revisions(wheel, tmp_path / "site") == (head, head)
+    assert not (checkout / "sut" / "_build_info.json").exists()
