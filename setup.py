@@ -3,6 +3,7 @@ import pathlib
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -27,18 +28,30 @@ TEST = ["pytest==9.0.3", "pytest-timeout==2.4.0", "grpcio-tools==1.84.0", "crypt
         "playwright==1.65.2", "kubernetes-validate==1.37.0"] + OPENAI_SERVER  # playwright drives Debian's chromium (never a downloaded browser)
 
 
+def _build_info():
+    """sut/build_info.py loaded by path: nothing of the project is importable while it builds."""
+    spec = importlib.util.spec_from_file_location("_harness_build_info", HERE / "sut" / "build_info.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 class StampedBuildPy(build_py):
     """A built package records the commit it came from (sut/_build_info.json, written under build/,
     never into the checkout): an installed copy has no .git to ask."""
 
     def run(self):
         super().run()
-        if getattr(self, "editable_mode", False):
-            return  # an editable install runs from the checkout: git answers
-        spec = importlib.util.spec_from_file_location("_harness_build_info", HERE / "sut" / "build_info.py")
-        build_info = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(build_info)
-        build_info.stamp_build(HERE, pathlib.Path(self.build_lib) / "sut")
+        if not getattr(self, "editable_mode", False):  # an editable install runs from the checkout: git answers
+            _build_info().stamp_build(HERE, pathlib.Path(self.build_lib) / "sut")
+
+
+class StampedSdist(sdist):
+    """An sdist carries the stamp too, so a wheel built from it (python -m build) keeps the commit."""
+
+    def make_release_tree(self, base_dir, files):
+        super().make_release_tree(base_dir, files)
+        _build_info().stamp_build(HERE, pathlib.Path(base_dir) / "sut")
 
 
 setup(
@@ -47,7 +60,7 @@ setup(
     description="MLPerf Inference LoadGen harness for Llama-3.1-8B with gRPC fan-out to backend workers",
     packages=find_packages(include=["harness", "harness.*", "sut", "sut.*"]),
     package_data={"harness.run": ["data/*.json"], "harness.run.status": ["page.html"], "sut": ["proto/*.proto"]},
-    cmdclass={"build_py": StampedBuildPy},
+    cmdclass={"build_py": StampedBuildPy, "sdist": StampedSdist},
     python_requires=">=3.10",
     install_requires=[
         "mlcommons-loadgen==6.0.17",

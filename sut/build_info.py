@@ -102,10 +102,9 @@ def stamp_build(source: pathlib.Path, package_dir: pathlib.Path) -> str | None:
     any stamp a previous build left in `package_dir`. Returns what it stamped."""
     revision = checkout_revision(source) or stamped_revision(stamp_path(source))
     target = package_dir / STAMP_NAME
+    target.unlink(missing_ok=True)  # never written through: an sdist's release tree hard-links its files
     if revision:
         write_stamp(target, revision)
-    else:
-        target.unlink(missing_ok=True)
     return revision
 
 

@@ -8,6 +8,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tarfile
 
 from harness.deploy import install
 from sut.build_info import wheel_revision
@@ -53,4 +54,16 @@ def test_cluster_install_builds_from_a_copy_stamped_with_the_checkouts_commit(tm
     wheel = install.build_wheel(tmp_path / "out")
     assert wheel_revision(wheel) == head
     assert installed_revisions(wheel, tmp_path / "site") == (head, head)
+    assert not (checkout / "sut" / "_build_info.json").exists()
+
+
+def test_an_sdist_carries_the_commit_to_the_wheel_built_from_it(tmp_path):
+    checkout = tmp_path / "checkout"
+    head = project_checkout(checkout)
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "sdist")], cwd=checkout,
+                   check=True, capture_output=True, timeout=120)
+    with tarfile.open(next((tmp_path / "sdist").glob("*.tar.gz"))) as archive:
+        archive.extractall(tmp_path / "unpacked", filter="data")
+    unpacked = next((tmp_path / "unpacked").iterdir())
+    assert wheel_revision(pip_wheel(unpacked, tmp_path / "wheel")) == head
     assert not (checkout / "sut" / "_build_info.json").exists()
