@@ -19,26 +19,38 @@ PROBE = ("import json; from sut.worker.identity import code_revision, SOURCE_ROO
          "print(json.dumps([str(SOURCE_ROOT), code_revision(SOURCE_ROOT), git_revision()]))")
 
 
+def run_installed(target: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(target)}
+    return subprocess.run([sys.executable, *args], cwd=target.parent, env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
 def installed_revisions(wheel: pathlib.Path, target: pathlib.Path) -> tuple[str, str]:
     """Installs `wheel` into `target` (no .git there) and asks the installed copy its revisions."""
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, text=True, timeout=120)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(target)}
-    probe = subprocess.run([sys.executable, "-c", PROBE], cwd=target.parent, env=env, capture_output=True,
-                           text=True, timeout=60)
+    probe = run_installed(target, "-c", PROBE)
     assert probe.returncode == 0, probe.stderr
     root, worker, harness = json.loads(probe.stdout)
     assert pathlib.Path(root) == target.resolve()  # the installed copy answered, not a checkout
     return worker, harness
 
 
-def test_a_wheel_built_in_a_checkout_reports_its_commit_once_installed(tmp_path):
+def test_a_wheel_built_in_a_checkout_reports_its_commit_once_installed_a_bad_stamp_stops_the_worker(tmp_path):
     checkout = tmp_path / "checkout"
     head = project_checkout(checkout)
     wheel = pip_wheel(checkout, tmp_path / "clean")
     assert wheel_revision(wheel) == head
-    assert installed_revisions(wheel, tmp_path / "site-clean") == (head, head)
+    site = tmp_path / "site"
+    assert installed_revisions(wheel, site) == (head, head)
     assert not (checkout / "sut" / "_build_info.json").exists()
+
+    stamp = site / "sut" / "_build_info.json"  # malformed: the worker exits 2 before loading its engine
+    stamp.write_text(stamp.read_text().replace(head, f"v{head}"))
+    worker = run_installed(site, "-m", "sut.worker", "--engine", "sim", "--model", "sim", "--port", "0")
+    assert worker.returncode == 2 and worker.stdout == "", worker
+    assert worker.stderr.splitlines() == [f"worker: {stamp}: key 'revision' must be a git commit id, optionally "
+                                          f"with '-dirty' (got 'v{head}')"]
 
     init = checkout / "sut" / "__init__.py"
     init.write_text(init.read_text() + "# changed\n")  # a tracked change; the build/ folder of the first stays
