@@ -7,8 +7,11 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PACKAGED = ("setup.py", "README.md", ".gitignore", "harness", "sut")
+needs_git = pytest.mark.skipif(not shutil.which("git"), reason="needs git (a checkout to build from)")
 IDENTITY = ("-c", "user.name=harness-test", "-c", "user.email=harness-test@example.invalid",
             "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main")
 

@@ -17,7 +17,7 @@ import pytest
 from harness.deploy.agent import start_time
 from sut.build_info import source_revision
 from sut.worker.bench_security import make_certificates
-from builds import commit_all, pip_wheel, project_checkout
+from builds import commit_all, needs_git, pip_wheel, project_checkout
 from helpers import REPO, manifest_of, only_run_dir, run_harness
 
 SSHD = "/usr/sbin/sshd"
@@ -264,6 +264,7 @@ def host_venv(path: pathlib.Path) -> pathlib.Path:
     return path / "bin" / "python"
 
 
+@needs_git
 def test_hosts_installed_from_two_commits_are_mixed_until_allowed(sshd, tmp_path, tiny_dataset, smoke_conf):
     """Installed copies have no .git: each reports the commit stamped into its wheel."""
     checkout = tmp_path / "checkout"

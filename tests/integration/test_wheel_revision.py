@@ -12,8 +12,9 @@ import tarfile
 
 from harness.deploy import install
 from sut.build_info import wheel_revision
-from builds import pip_wheel, project_checkout
+from builds import needs_git, pip_wheel, project_checkout
 
+pytestmark = needs_git
 PROBE = ("import json; from sut.worker.identity import code_revision, SOURCE_ROOT; "
          "from harness.run.manifest import git_revision; "
          "print(json.dumps([str(SOURCE_ROOT), code_revision(SOURCE_ROOT), git_revision()]))")

@@ -11,8 +11,9 @@ import pytest
 from sut import build_info
 from sut.build_info import (FORMAT, BuildInfoError, code_revision, source_revision, stamp_build, stamp_path,
                             stamped_revision, wheel_revision, write_stamp)
-from builds import commit_all, git
+from builds import commit_all, git, needs_git
 
+pytestmark = needs_git
 OTHER = "0123456789abcdef0123456789abcdef01234567"
 
 
