@@ -1,4 +1,11 @@
+import importlib.util
+import pathlib
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
+
+HERE = pathlib.Path(__file__).resolve().parent
 
 CPU_TORCH = "torch==2.13.0"  # the CPU build lies on disk on CI machines; a bare "torch" pulls CUDA wheels
 HF = ["transformers==5.24.0", "tokenizers==0.23.3", "safetensors==0.8.0"]
@@ -20,12 +27,40 @@ OPENAI_SERVER = ["fastapi==0.165.0", "uvicorn==0.54.0", "openai==3.57.0"]
 TEST = ["pytest==9.0.3", "pytest-timeout==2.4.0", "grpcio-tools==1.84.0", "cryptography==48.0.1",
         "playwright==1.65.2", "kubernetes-validate==1.37.0"] + OPENAI_SERVER  # playwright drives Debian's chromium (never a downloaded browser)
 
+
+def _build_info():
+    """sut/build_info.py loaded by path: nothing of the project is importable while it builds."""
+    spec = importlib.util.spec_from_file_location("_harness_build_info", HERE / "sut" / "build_info.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class StampedBuildPy(build_py):
+    """A built package records the commit it came from (sut/_build_info.json, written under build/,
+    never into the checkout): an installed copy has no .git to ask."""
+
+    def run(self):
+        super().run()
+        if not getattr(self, "editable_mode", False):  # an editable install runs from the checkout: git answers
+            _build_info().stamp_build(HERE, pathlib.Path(self.build_lib) / "sut")
+
+
+class StampedSdist(sdist):
+    """An sdist carries the stamp too, so a wheel built from it (python -m build) keeps the commit."""
+
+    def make_release_tree(self, base_dir, files):
+        super().make_release_tree(base_dir, files)
+        _build_info().stamp_build(HERE, pathlib.Path(base_dir) / "sut")
+
+
 setup(
     name="mlperf-llm-harness",
     version="0.1.0",
     description="MLPerf Inference LoadGen harness for Llama-3.1-8B with gRPC fan-out to backend workers",
     packages=find_packages(include=["harness", "harness.*", "sut", "sut.*"]),
     package_data={"harness.run": ["data/*.json"], "harness.run.status": ["page.html"], "sut": ["proto/*.proto"]},
+    cmdclass={"build_py": StampedBuildPy, "sdist": StampedSdist},
     python_requires=">=3.10",
     install_requires=[
         "mlcommons-loadgen==6.0.17",

@@ -32,6 +32,7 @@ from harness.campaign.workers import CampaignWorkers, embedded_default_model, lo
 from harness.run.default_model import ModelError
 from harness.run.manifest import CAMPAIGN_ENV, git_revision, package_versions
 from harness.run.preflight import PreflightError
+from sut.build_info import BuildInfoError
 from sut.security import SecurityError
 from sut.worker.launch import LaunchError
 
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                 config = config.model_copy(update={"output": args.output})
         campaign = Campaign(config, source, text, console)
         code = campaign.run(args.dry_run)
-    except ArgumentError as exc:
+    except (ArgumentError, BuildInfoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except ConfigError as exc:

@@ -8,12 +8,12 @@ import os
 import pathlib
 import platform
 import socket
-import subprocess
 import sys
 import urllib.parse
 
 import harness
 from harness.run.flags import SECRET_FLAGS
+from sut.build_info import source_revision
 
 TRIGGER_ENV = "MLPERF_HARNESS_TRIGGER"    # manual (unset), scheduled or campaign: who started the run
 SCHEDULE_ENV = "MLPERF_HARNESS_SCHEDULE"  # the schedule's name when the scheduler started it
@@ -53,17 +53,8 @@ def campaign_info() -> dict | None:
 
 
 def git_revision() -> str | None:
-    root = pathlib.Path(harness.__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if rev.returncode != 0:
-        return None
-    return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    """The harness's commit: git's in a checkout, else its wheel's build stamp (`sut.build_info`)."""
+    return source_revision(pathlib.Path(harness.__file__).resolve().parent.parent)
 
 
 def redact_url(url: str) -> str:

@@ -35,6 +35,7 @@ from harness.run.settings import SettingsError, build_test_settings, check_model
     short_run_user_conf
 from harness.deploy.errors import ClusterFileError, ClusterUpError
 from harness.submission.eos import eos_ids_from_model
+from sut.build_info import BuildInfoError
 from sut.cluster import ClusterSUT, ClusterUnavailable
 from sut.dispatch import DispatchLimits
 from sut.engines.base import SamplingParams
@@ -355,7 +356,7 @@ def main(argv: list[str] | None = None, after_run: RunHook | None = None) -> int
     try:
         return run(args, after_run)
     except (InputError, DatasetError, SettingsError, LaunchError, PreflightError, ModelError, SecurityError,
-            RequestTooLarge, CampaignInfoError) as exc:
+            RequestTooLarge, CampaignInfoError, BuildInfoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except ClusterFileError as exc:

@@ -11,16 +11,16 @@ Info's `versions` map carries them (no protocol change):
   ones that only describe the hardware (device_name), so identical configurations on H100 and
   H200 hosts match.
 - `identity.revision`: the git revision of the worker's code (`<sha>` or `<sha>-dirty`, as the
-  harness's manifest writes it) in a git checkout, else `package:<version>`.
+  harness's manifest writes it): git's in a checkout, else the stamp of the wheel it was installed
+  from (`sut.build_info`), else `package:<version>`.
 """
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import pathlib
-import subprocess
 
+from sut.build_info import SOURCE_ROOT, code_revision
 from sut.engines.base import EngineInfo
 
 KEY_MODEL = "identity.model_fingerprint"
@@ -36,7 +36,6 @@ WHOLE_FILES = frozenset({
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".npz")
 SAMPLE_BYTES = 1 << 20
 HARDWARE_ARGS = frozenset({"device_name"})
-PACKAGE = "mlperf-llm-harness"
 
 
 def _sha256(obj) -> str:
@@ -82,27 +81,8 @@ def engine_args_hash(info: EngineInfo) -> str:
     return _sha256({"engine": info.engine, "engine_args": args})
 
 
-def code_revision(root: pathlib.Path | None = None) -> str:
-    root = (root or pathlib.Path(__file__).resolve().parent.parent.parent).resolve()
-    try:
-        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel", "HEAD"],
-                             capture_output=True, text=True, timeout=5)
-        if top.returncode == 0:
-            toplevel, sha = top.stdout.split()[:2]
-            if pathlib.Path(toplevel).resolve() == root:  # not some repository the package sits inside
-                dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                       capture_output=True, text=True, timeout=5)
-                return sha + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, ValueError, subprocess.TimeoutExpired):
-        pass
-    try:
-        return f"package:{importlib.metadata.version(PACKAGE)}"
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def worker_identity(model: str, info: EngineInfo, root: pathlib.Path | None = None) -> dict[str, str]:
     """The identity.* entries for Info's versions map. Reads a few MiB of the model: run it off the
     event loop."""
     return {KEY_MODEL: model_fingerprint(model, info), KEY_ENGINE_ARGS: engine_args_hash(info),
-            KEY_REVISION: code_revision(root)}
+            KEY_REVISION: code_revision(root or SOURCE_ROOT)}

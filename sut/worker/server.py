@@ -19,6 +19,7 @@ import sys
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from sut.build_info import BuildInfoError, code_revision
 from sut.engines import engine_names, load_engine_class
 from sut.engines.base import EngineError
 from sut.proto import backend_pb2_grpc as pb_grpc
@@ -145,7 +146,8 @@ async def serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
-    except PresetError as exc:
+        code_revision()  # a malformed build stamp fails now, not after the engine's minutes of loading
+    except (PresetError, BuildInfoError) as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")

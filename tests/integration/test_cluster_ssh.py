@@ -15,7 +15,9 @@ import time
 import pytest
 
 from harness.deploy.agent import start_time
+from sut.build_info import source_revision
 from sut.worker.bench_security import make_certificates
+from builds import commit_all, needs_git, pip_wheel, project_checkout
 from helpers import REPO, manifest_of, only_run_dir, run_harness
 
 SSHD = "/usr/sbin/sshd"
@@ -238,19 +240,63 @@ def test_an_interrupted_run_stops_the_cluster_it_brought_up(sshd, tmp_path, tiny
 
 
 def test_install_ships_this_checkout_into_the_host_venv(sshd, tmp_path):
-    venv = tmp_path / "venv"  # the host's venv: its own site-packages first, pip from the system's
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True)
+    venv = tmp_path / "venv"
     file = cluster_file(tmp_path, host_entry(sshd, "h1", free_port(), gpus="[0]", checkout=False,
-                                             python=venv / "bin" / "python"), name="w")
+                                             python=host_venv(venv)), name="w")
     install = cluster("install", file)
     assert install.returncode == 0, install.stderr
     assert "h1: installed mlperf_llm_harness-" in install.stdout
+    revision = source_revision(REPO)  # this checkout's commit, stamped into the wheel
+    assert (f"(revision {revision}) into" if revision else "(no revision stamp") in install.stdout
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import sut.worker; print(sut.worker.__file__)"],
                            cwd=tmp_path, capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
     assert where.stdout.startswith(str(venv)), where
     try:
         up = cluster("up", file)
         assert up.returncode == 0 and "SERVING" in up.stdout, up.stderr
+    finally:
+        cluster("down", file)
+
+
+def host_venv(path: pathlib.Path) -> pathlib.Path:
+    """A host's venv: its own site-packages first, pip and the rest from the system's."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(path)], check=True)
+    return path / "bin" / "python"
+
+
+@needs_git
+def test_hosts_installed_from_two_commits_are_mixed_until_allowed(sshd, tmp_path, tiny_dataset, smoke_conf):
+    """Installed copies have no .git: each reports the commit stamped into its wheel."""
+    checkout = tmp_path / "checkout"
+    first = project_checkout(checkout)
+    old_wheel = pip_wheel(checkout, tmp_path / "first")
+    (checkout / "sut" / "__init__.py").write_text('"""The next commit."""\n__version__ = "0.1.0"\n')
+    second = commit_all(checkout, "second")
+    new_wheel = pip_wheel(checkout, tmp_path / "second")
+    hosts = {name: host_entry(sshd, name, free_port(), gpus="[0]", checkout=False,
+                              python=host_venv(tmp_path / f"venv-{name}")) for name in ("h1", "h2")}
+    for (name, entry), wheel, revision in zip(hosts.items(), (old_wheel, new_wheel), (first, second)):
+        (tmp_path / name).mkdir()
+        install = cluster("install", cluster_file(tmp_path / name, entry, name="m"), "--wheel", wheel)
+        assert install.returncode == 0, install.stderr
+        assert f"{name}: installed {wheel.name} (revision {revision}) into " in install.stdout
+    file = cluster_file(tmp_path, *hosts.values(), name="m")
+    try:
+        up = cluster("up", file)
+        assert up.returncode == 0 and up.stdout.count("SERVING") == 2, up.stderr
+        refused = run_harness("--cluster", file, "--dataset", tiny_dataset, "--user-conf", smoke_conf(8),
+                              "--output", tmp_path / "refused", cwd=tmp_path)
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.strip().splitlines()[-1] == (
+            f"error: workers run different code revisions (h1:gpu0 {first}, h2:gpu0 {second}): install "
+            "one revision on every host, or pass --allow-mixed-revisions"), refused.stderr
+        out = tmp_path / "runs"
+        allowed = run_harness("--cluster", file, "--allow-mixed-revisions", "--dataset", tiny_dataset,
+                              "--user-conf", smoke_conf(8), "--output", out, cwd=tmp_path)
+        assert allowed.returncode == 0, allowed.stderr
+        workers = manifest_of(only_run_dir(out))["workers"]
+        assert {w["worker_id"]: w["versions"]["identity.revision"] for w in workers} == {
+            "h1:gpu0": first, "h2:gpu0": second}
     finally:
         cluster("down", file)
 

@@ -1,0 +1,1 @@
+"""What a submission needs: scoring, compliance, packaging and checking. See DESIGN.md."""
