@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from harness.tune.engine_search import InputError, representative_subset, search_space, worker_flags
+from harness.tune.engine_search import representative_subset
+from harness.tune.space import InputError, search_space, worker_flags
 from harness.tune.find_qps import next_target, noise_margin
 from harness.tune.probe import Probe
 from harness.tune.state import State, StateError
