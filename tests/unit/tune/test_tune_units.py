@@ -61,7 +61,7 @@ def test_representative_subset_follows_the_lengths():
 
 def test_search_space_flags():
     space = search_space("vllm", ["max-num-seqs=64,128", "engine-arg:block_size=16,32"])
-    assert space["max-num-seqs"][1] == ["64", "128"]
+    assert space["max-num-seqs"].values == ("64", "128")
     flags = worker_flags({"max-num-seqs": "64", "quantization": "none", "engine-arg:block_size": "16",
                           "credit-factor": "2.0"}, space)
     assert flags == ["--max-num-seqs", "64", "--engine-arg", "block_size=16"]
