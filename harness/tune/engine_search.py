@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         workers.stop()
     if tuner.skipped:
-        stopped += f"; {len(tuner.skipped)} probe(s) skipped: they did not fit in --budget-s {args.budget_s:g}"
+        skips = f"{len(tuner.skipped)} probe(s) skipped: they did not fit in --budget-s {args.budget_s:g}"
+        stopped = skips if stopped in ("converged", "grid done") else f"{stopped}; {skips}"
     if not best or best <= 0:
         print("error: no probe finished (see the worker logs in the output folder)", file=sys.stderr)
         return EXIT_FAILED

@@ -66,7 +66,7 @@ class Tuner:
         self.subset, self.n, self.count = subset, n, 0
         self.results: dict[str, float | None] = {}
         self.threshold: float | None = None  # set once the noise is measured
-        self.noise: dict | None = None
+        self.noise: dict | None = None  # what was measured, or why it was not (tried once)
         self.skipped: list[dict] = []
 
     def spent(self) -> float:
@@ -137,8 +137,10 @@ class Tuner:
         by running `config` again on its warm worker."""
         if tps is None:
             return False
-        if self.threshold is None and abs(tps / best - 1) < CLEAR:
+        if self.threshold is None and self.noise is None and abs(tps / best - 1) < CLEAR:
             again = self.evaluate(config, "noise")
+            self.noise = {"not_measured": "the repeat did not fit in the budget" if again is None else
+                          "the repeat failed"}  # tried once; replaced below when measured
             if again:
                 noise = abs(tps - again) / ((tps + again) / 2)
                 self.threshold = max(0.01, 1.5 * noise)

@@ -109,6 +109,10 @@ def test_a_probe_that_cannot_finish_is_skipped_and_recorded(tmp_path):
     first = skipped[0]
     assert first["config"]["max-num-seqs"] == "512" and first["restart_s"] == RESTART_S
     assert "restart ~60 s + run ~30 s, measured" in first["why"] and "--budget-s" in first["why"]
+    # credit-factor 3.0 (+1 %) needed the noise; its repeat did not fit, is skipped once, not retried by pass 2
+    assert [s["kind"] for s in skipped].count("noise") == 1
+    assert tuner.noise == {"not_measured": "the repeat did not fit in the budget"}
+    assert best_cfg["credit-factor"] == "2.0"  # +1 % is not over the 5 % taken without a measured noise
 
 
 def test_nothing_starts_when_the_start_point_does_not_fit(tmp_path):
