@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=128,
                    help="prompts of the untimed Offline run after every worker start (default 128; 0: none)")
     p.add_argument("--max-probes", type=int, default=30)
-    p.add_argument("--budget-s", type=float, default=7200.0, help="wall seconds of all probes, restarts included")
+    p.add_argument("--budget-s", type=float, default=7200.0,
+                   help="wall seconds of all probes, restarts and warm-ups included (resumed ones too)")
     p.add_argument("--grid", action="store_true", help="run every combination (the baseline for the search)")
     p.add_argument("--accuracy-run", default=None, help="AccuracyOnly run directory backing an FP8 preset")
     p.add_argument("--quiet", action="store_true")
