@@ -100,7 +100,8 @@ class Tuner:
         if kind == "tune":
             self.results[key] = cached.tokens_per_s
         best = max((v for v in self.results.values() if v), default=0.0)
-        restart = f", restart {cached.restart_s:.0f} s incl. warm-up {cached.warmup_s:.0f} s" if cached.restart_s else ""
+        restart = (f", restart {cached.restart_s:.0f} s incl. warm-up {cached.warmup_s:.0f} s"
+                   if cached.restart_s else "")
         self.live.done(f"{cached.tokens_per_s:.0f} tokens/s ({cached.validity or 'ok'}, {cached.wall_s:.0f} s"
                        f"{restart})", f"{best:.0f} tokens/s", replayed=replayed)
         return cached.tokens_per_s
