@@ -15,7 +15,7 @@ from harness.run.settings import short_run_user_conf
 
 @dataclass
 class Probe:
-    kind: str                 # offline | probe | repeat | confirm | tune
+    kind: str                 # offline | probe | repeat | confirm | tune | noise (tune's warm repeat)
     qps: float                # target_qps asked for (Offline: the samples/s measured)
     duration_ms: int
     run_dir: str = ""
@@ -31,6 +31,8 @@ class Probe:
     queries: int = 0
     early_stopping: str = ""  # LoadGen's advice when early stopping was not met
     config: dict = field(default_factory=dict)  # tune: the settings probed
+    restart_s: float = 0.0    # tune: part of wall_s spent (re)starting workers, warm-up included
+    warmup_s: float = 0.0     # tune: part of restart_s spent on the untimed warm-up run
 
     @property
     def within_limits(self) -> bool:

@@ -10,15 +10,19 @@ the end, the rest: what a worker forwards anyway). With --kv-cache-tokens K, run
 holding more than K tokens (prompt + generated) overflow the KV cache: the overflow is recomputed
 every step (vLLM's recompute preemption, simplified), so max-seqs has an interior optimum near
 K / (mean prompt + half the output). --speed divides all times, so workers of unequal
-speed are one flag apart. Output tokens are a deterministic function of the prompt, so the same
-prompt gives the same output on any worker. With --instant the whole output is returned at once.
+speed are one flag apart. --quantization fp8 and --kv-cache-dtype fp8 model what FP8 does on a GPU
+(FP8_* below: weights of half the bytes make the fixed part of a step cheaper and prefill faster; an
+FP8 KV cache holds twice the tokens and is cheaper to read per sequence), so a search over them can be
+tested without a GPU; the factors are assumptions, not measurements. Output tokens are a
+deterministic function of the prompt, so the same prompt gives the same output on any worker. With
+--instant the whole output is returned at once.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import AsyncIterator, Sequence
 
 from sut.engines.base import Engine, EngineError, EngineInfo, SamplingParams
@@ -35,6 +39,13 @@ class _Seq:
     first_step: int | None = None  # the step that produced its first token
 
 
+# the modelled effect of FP8 (a simulation: chosen so FP8 is clearly faster, as on H100/H200)
+FP8_WEIGHTS_STEP = 0.6      # step_ms multiplier
+FP8_WEIGHTS_PREFILL = 1.6   # prefill_tps multiplier
+FP8_KV_PER_SEQ = 0.6        # step_ms_per_seq multiplier
+FP8_KV_TOKENS = 2           # kv_cache_tokens multiplier
+
+
 @dataclass
 class SimTiming:
     prefill_tps: float = 20000.0
@@ -48,6 +59,18 @@ class SimTiming:
     vocab_size: int = 128256
     max_model_len: int = 131072
     kv_cache_tokens: int = 0  # 0: unlimited
+    quantization: str = "none"
+    kv_cache_dtype: str = "auto"
+
+    def effective(self) -> "SimTiming":
+        """The timing the step loop uses: FP8 applied."""
+        t = replace(self)
+        if self.quantization == "fp8":
+            t.step_ms, t.prefill_tps = self.step_ms * FP8_WEIGHTS_STEP, self.prefill_tps * FP8_WEIGHTS_PREFILL
+        if self.kv_cache_dtype == "fp8":
+            t.step_ms_per_seq = self.step_ms_per_seq * FP8_KV_PER_SEQ
+            t.kv_cache_tokens = self.kv_cache_tokens * FP8_KV_TOKENS
+        return t
 
 
 class SimEngine(Engine):
@@ -81,6 +104,8 @@ class SimEngine(Engine):
         g.add_argument("--max-model-len", type=int, default=131072)
         g.add_argument("--kv-cache-tokens", type=int, default=0,
                        help="KV cache size in tokens; overflow is recomputed every step (0: unlimited)")
+        g.add_argument("--quantization", choices=("none", "fp8"), default="none", help="fp8: modelled FP8 weights")
+        g.add_argument("--kv-cache-dtype", choices=("auto", "fp8"), default="auto", help="fp8: modelled FP8 KV cache")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "SimEngine":
@@ -90,7 +115,8 @@ class SimEngine(Engine):
             raise ValueError(f"--max-batched-tokens {args.max_batched_tokens}: must be >= 0")
         return cls(args.model, SimTiming(args.prefill_tps, args.step_ms, args.step_ms_per_seq, args.max_seqs,
                                          args.max_batched_tokens, args.speed, args.output_tokens, args.instant,
-                                         args.vocab_size, args.max_model_len, args.kv_cache_tokens))
+                                         args.vocab_size, args.max_model_len, args.kv_cache_tokens,
+                                         args.quantization, args.kv_cache_dtype))
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._schedule())
@@ -104,7 +130,8 @@ class SimEngine(Engine):
                                        "max_batched_tokens": str(t.max_batched_tokens),
                                        "speed": str(t.speed), "instant": str(t.instant),
                                        "output_tokens": str(t.output_tokens),
-                                       "kv_cache_tokens": str(t.kv_cache_tokens)})
+                                       "kv_cache_tokens": str(t.kv_cache_tokens),
+                                       "quantization": t.quantization, "kv_cache_dtype": t.kv_cache_dtype})
 
     def output_for(self, prompt: Sequence[int], params: SamplingParams) -> list[int]:
         n = self.timing.output_tokens or params.max_new_tokens
@@ -159,7 +186,7 @@ class SimEngine(Engine):
     async def _schedule(self) -> None:
         """Step loop of the continuous-batching model. Per step it touches only the sequences that
         start, prefill or finish, so many simulated workers fit on a small machine."""
-        t = self.timing
+        t = self.timing.effective()
         finishing: dict[int, list[_Seq]] = {}
         while True:
             if self._step % 64 == 0:  # aborted sequences free their slots without waiting for their last step

@@ -104,6 +104,8 @@ def test_tune_finds_the_sim_optimum_and_resumes(tmp_path):
            "--output", str(tmp_path / "tune"), "--preset-dir", str(tmp_path / "presets"), "--name", "sim-test",
            "--subset", "150", "--max-new-tokens", "16", "--space", "max-seqs=16,32,64",
            "--space", "max-batched-tokens=1024,4096,0", "--space", "credit-factor=2.0", "--quiet",
+           "--space", "quantization=none", "--space", "kv-cache-dtype=auto",  # bf16: the analytic optimum holds
+           "--warmup", "8",
            "--worker-arg=--step-ms=20", "--worker-arg=--step-ms-per-seq=0.4", "--worker-arg=--prefill-tps=1000000",
            "--worker-arg=--kv-cache-tokens=32768", "--worker-arg=--speed=2"]
     first = subprocess.run(cmd + ["--max-probes", "3"], capture_output=True, text=True, timeout=200)
@@ -125,3 +127,35 @@ def test_tune_finds_the_sim_optimum_and_resumes(tmp_path):
         worker.wait_ready(time.monotonic() + 30)
     finally:
         worker.stop()
+
+
+def test_tune_tries_fp8_first_warms_up_and_skips_what_does_not_fit(tmp_path):
+    """Three probes: the start point, FP8 weights, FP8 KV (the sim models FP8 as faster), each worker
+    start followed by an untimed warm-up run; then a re-run whose budget is spent replays those three,
+    starts nothing, and records what it skipped and why."""
+    dataset = tmp_path / "data.json"
+    dataset.write_text(json.dumps(synthetic_records(300, 0)))
+    cmd = [sys.executable, "-m", "harness", "tune", "--engine", "sim", "--model", "sim", "--dataset", str(dataset),
+           "--output", str(tmp_path / "tune"), "--preset-dir", str(tmp_path / "presets"), "--name", "fp8",
+           "--subset", "100", "--max-new-tokens", "16", "--warmup", "16", "--worker-arg=--step-ms=20",
+           "--worker-arg=--step-ms-per-seq=0.4", "--worker-arg=--prefill-tps=1000000", "--worker-arg=--speed=2"]
+    first = subprocess.run(cmd + ["--max-probes", "3", "--quiet"], capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    state = json.loads((tmp_path / "tune" / "tune.json").read_text())
+    probes = state["probes"]
+    assert [(p["config"]["quantization"], p["config"]["kv-cache-dtype"]) for p in probes] == [
+        ("none", "auto"), ("fp8", "auto"), ("fp8", "fp8")]
+    assert all(0 < p["warmup_s"] < p["restart_s"] < p["wall_s"] for p in probes)  # the warm-up is in the cost
+    assert probes[2]["tokens_per_s"] > 1.3 * probes[0]["tokens_per_s"]
+    assert state["result"]["search"]["order"][:2] == ["quantization", "kv-cache-dtype"]
+    spent = sum(p["wall_s"] for p in probes)
+    again = subprocess.run(cmd + ["--max-probes", "10", "--budget-s", f"{spent + 0.5:.2f}"], capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    state = json.loads((tmp_path / "tune" / "tune.json").read_text())
+    assert len(state["probes"]) == 3 and state["skipped"]  # nothing run again, nothing new started
+    assert "skipped" in again.stdout and "--budget-s" in state["skipped"][0]["why"]
+    assert "skipped" in state["result"]["search"]["stopped"]
+    preset = json.loads((tmp_path / "presets" / "fp8.json").read_text())
+    assert preset["engine_args"]["quantization"] == "fp8" and preset["engine_args"]["kv-cache-dtype"] == "fp8"
+    assert preset["accuracy"]["note"] == "accuracy not verified on real weights"

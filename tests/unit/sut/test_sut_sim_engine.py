@@ -192,3 +192,17 @@ def test_min_new_tokens_beyond_max_model_len_is_refused_before_building_the_outp
             await collect(engine, "x", [1], SamplingParams(max_new_tokens=4, min_new_tokens=10 ** 9))
         await engine.close()
     asyncio.run(main())
+
+
+def test_fp8_is_modelled_as_faster_and_shown_in_info():
+    bf16 = make_engine("--step-ms", "10", "--step-ms-per-seq", "0.5", "--prefill-tps", "1000",
+                       "--kv-cache-tokens", "4096")
+    fp8 = make_engine("--step-ms", "10", "--step-ms-per-seq", "0.5", "--prefill-tps", "1000",
+                      "--kv-cache-tokens", "4096", "--quantization", "fp8", "--kv-cache-dtype", "fp8")
+    assert bf16.timing.effective() == bf16.timing
+    t = fp8.timing.effective()
+    assert t.step_ms < 10 and t.prefill_tps > 1000 and t.step_ms_per_seq < 0.5 and t.kv_cache_tokens == 8192
+    assert fp8.timing.step_ms == 10  # the flags stay as given; the step loop uses the effective timing
+    assert (fp8.info().engine_args["quantization"], fp8.info().engine_args["kv_cache_dtype"]) == ("fp8", "fp8")
+    with pytest.raises(SystemExit):
+        make_engine("--quantization", "int4")

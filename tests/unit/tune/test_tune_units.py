@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from harness.tune.engine_search import InputError, representative_subset, search_space, worker_flags
+from harness.tune.engine_search import representative_subset
+from harness.tune.space import InputError, search_space, worker_flags
 from harness.tune.find_qps import next_target, noise_margin
 from harness.tune.probe import Probe
 from harness.tune.state import State, StateError
@@ -60,7 +61,7 @@ def test_representative_subset_follows_the_lengths():
 
 def test_search_space_flags():
     space = search_space("vllm", ["max-num-seqs=64,128", "engine-arg:block_size=16,32"])
-    assert space["max-num-seqs"][1] == ["64", "128"]
+    assert space["max-num-seqs"].values == ("64", "128")
     flags = worker_flags({"max-num-seqs": "64", "quantization": "none", "engine-arg:block_size": "16",
                           "credit-factor": "2.0"}, space)
     assert flags == ["--max-num-seqs", "64", "--engine-arg", "block_size=16"]
