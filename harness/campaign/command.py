@@ -192,35 +192,43 @@ class Campaign:
             if dry_run:
                 return EXIT_OK
             server = self.serve_status(state, decisions)
-            state.set(config_file=self.source, config_sha256=self.sha, plan=[s.id for s in self.steps])
-            state.note("resumed" if state.resumed else "started")
-            workers = CampaignWorkers(self.config, self.out / "workers")
-            interrupted = False
-            previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+            ended, code = "failed", None  # an error (workers not reachable) still ends the page
             try:
-                if any(d.action == "run" and KINDS[d.step.kind].subprocess for d in decisions):
-                    self.console.print("workers: checking they are up ..." if self.config.workers.addresses
-                                       else "workers: starting local workers ...")
-                    ctx.addresses = workers.start()
-                    state.set(workers={"addresses": ctx.addresses, "local_pids": workers.pids()})
-                    self.console.print(f"workers: {', '.join(ctx.addresses)}")
-                for decision in decisions:
-                    if decision.action == "run":
-                        if KINDS[decision.step.kind].subprocess:
-                            ctx.addresses = workers.ensure(ctx.addresses)
-                        self.execute(decision.step, ctx)
-            except KeyboardInterrupt:
-                interrupted = True
-                state.note("interrupted")
+                state.set(config_file=self.source, config_sha256=self.sha, plan=[s.id for s in self.steps])
+                state.note("resumed" if state.resumed else "started")
+                interrupted = self.run_steps(state, ctx, decisions)
+                code = self.finish(state, interrupted)
+                ended = "interrupted" if interrupted else "done"
+                return code
             finally:
-                workers.stop()
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
-            code = self.finish(state, interrupted)
-            if server is not None:
-                self.live.finish("interrupted" if interrupted else "done", code)
-                server.close()
-            return code
+                if server is not None:
+                    self.live.finish(ended, code)
+                    server.close()
+
+    def run_steps(self, state: CampaignState, ctx: Context, decisions: list[Decision]) -> bool:
+        """Workers up, then every step to run, in order; True when interrupted."""
+        workers = CampaignWorkers(self.config, self.out / "workers")
+        previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+        try:
+            if any(d.action == "run" and KINDS[d.step.kind].subprocess for d in decisions):
+                self.console.print("workers: checking they are up ..." if self.config.workers.addresses
+                                   else "workers: starting local workers ...")
+                ctx.addresses = workers.start()
+                state.set(workers={"addresses": ctx.addresses, "local_pids": workers.pids()})
+                self.console.print(f"workers: {', '.join(ctx.addresses)}")
+            for decision in decisions:
+                if decision.action == "run":
+                    if KINDS[decision.step.kind].subprocess:
+                        ctx.addresses = workers.ensure(ctx.addresses)
+                    self.execute(decision.step, ctx)
+        except KeyboardInterrupt:
+            state.note("interrupted")
+            return True
+        finally:
+            workers.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return False
 
     def serve_status(self, state: CampaignState, decisions: list[Decision]):
         """The live status server, bound before any worker starts (a port in use is a bad flag)."""

@@ -163,3 +163,17 @@ def test_flag_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err.startswith(f"error: --status-port {port}: cannot listen on 127.0.0.1:{port}") and err.count("\n") == 1
     assert not started  # before any worker or step
+
+
+def test_workers_not_reachable_still_end_the_page(scripted, tmp_path, monkeypatch):
+    from harness.run.preflight import PreflightError
+
+    def unreachable(self):
+        raise PreflightError("127.0.0.1:1: not reachable")
+    monkeypatch.setattr(command.CampaignWorkers, "start", unreachable)
+    command.KINDS["performance"].subprocess = True  # a run step: the workers are checked first
+    campaign = command.Campaign(scripted, "nightly.toml", "text", Console(file=open(tmp_path / "c.txt", "w")),
+                                ("127.0.0.1", 0))
+    with pytest.raises(PreflightError):
+        campaign.run(False)
+    assert campaign.live.figures()["state"] == "failed" and campaign.live.closed
