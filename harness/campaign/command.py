@@ -1,11 +1,13 @@
-"""`python -m harness campaign CONFIG [--dry-run] [--output DIR]`, `python -m harness campaign --example`.
+"""`python -m harness campaign CONFIG [--dry-run] [--output DIR] [--status-port N]`, `... campaign --example`.
 
 From a config file to a checked submission tree: find-qps, performance (repeat times), accuracy and
 TEST06 per scenario, package, check. Prints the plan, then runs what is not already done; a re-run
 of the same command resumes (keeps finished steps whose outputs are intact and whose inputs did not
-change, re-runs failed and interrupted ones). Exit 0 every step passed; 1 a step failed, was
-blocked or INVALID, or the check found problems; 2 bad config or flags; 3 workers not reachable or
-not started; 130 interrupted (Ctrl-C, SIGTERM, SIGHUP: the running step stops cleanly first).
+change, re-runs failed and interrupted ones). With --status-port, a live status page of the whole
+campaign (every step, the running step's run, time left) and /metrics. Exit 0 every step passed;
+1 a step failed, was blocked or INVALID, or the check found problems; 2 bad config or flags;
+3 workers not reachable or not started; 130 interrupted (Ctrl-C, SIGTERM, SIGHUP: the running step
+stops cleanly first).
 """
 from __future__ import annotations
 
@@ -27,13 +29,15 @@ from harness.campaign.plan import Decision, Step, build_plan
 from harness.campaign.process import StepProcess, alive, stop
 from harness.campaign.report import print_plan, print_summary, write_markdown
 from harness.campaign.state import FINISHED, CampaignLock, CampaignState, StateError
+from harness.campaign.status import CampaignStatus, serve
 from harness.campaign.steps import KINDS, Context, fingerprint
 from harness.campaign.workers import CampaignWorkers, embedded_default_model, local_model
 from harness.run.default_model import ModelError
 from harness.run.manifest import CAMPAIGN_ENV, git_revision, package_versions
 from harness.run.preflight import PreflightError
+from harness.run.status.server import check_status_exposure
 from sut.build_info import BuildInfoError
-from sut.security import SecurityError
+from sut.security import SecurityError, read_token
 from sut.worker.launch import LaunchError
 
 EXIT_OK, EXIT_NOT_PASSED, EXIT_INPUT, EXIT_WORKERS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -56,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a miniature smoke campaign on the embedded default model (local CPU workers)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     p.add_argument("--output", default=None, help="output folder (overrides the file's `output`)")
+    p.add_argument("--status-port", type=int, default=None, metavar="N",
+                   help="serve the campaign's live status page, /events, /status.json and /metrics on port N "
+                        "(0: any free port; the URL is printed)")
+    p.add_argument("--status-host", default="127.0.0.1",
+                   help="address of the status page (default 127.0.0.1; any other needs workers.auth_token_file; "
+                        "with one, the page asks for its token: ?token=...)")
     return p
 
 
@@ -64,8 +74,11 @@ def _raise_interrupt(signum, frame):
 
 
 class Campaign:
-    def __init__(self, config: CampaignConfig, source: str, text: str, console: Console):
+    def __init__(self, config: CampaignConfig, source: str, text: str, console: Console,
+                 status_address: tuple[str, int] | None = None):
         self.config, self.source, self.console = config, source, console
+        self.status_address = status_address
+        self.live: CampaignStatus | None = None
         self.sha = hashlib.sha256(text.encode()).hexdigest()
         self.out = pathlib.Path(config.output).resolve()  # children (find-qps) change directory
         self.steps: list[Step] = build_plan(config)
@@ -147,7 +160,10 @@ class Campaign:
             if kind.subprocess:
                 (self.out / "logs").mkdir(exist_ok=True)
                 log = self.out / "logs" / f"{step.slug}.attempt-{attempt}.log"
-                proc = StepProcess(kind.command(step, ctx), log, self.campaign_env(step, attempt))
+                command = kind.command(step, ctx)  # the status flag stays out of the fingerprint
+                if self.live is not None and kind.serves_status:
+                    command += ["--status-port", "0"]
+                proc = StepProcess(command, log, self.campaign_env(step, attempt))
                 state.update(step.id, pid=proc.pid, pid_start=proc.started, log=str(log))
                 rc = proc.wait()
                 outcome = kind.outcome(step, ctx, rc, _tail(log))
@@ -176,31 +192,62 @@ class Campaign:
             print_plan(self.console, decisions, self.out)
             if dry_run:
                 return EXIT_OK
-            state.set(config_file=self.source, config_sha256=self.sha, plan=[s.id for s in self.steps])
-            state.note("resumed" if state.resumed else "started")
-            workers = CampaignWorkers(self.config, self.out / "workers")
-            interrupted = False
-            previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+            server = self.serve_status(state, decisions)
+            ended, code = "failed", None  # an error (workers not reachable) still ends the page
             try:
-                if any(d.action == "run" and KINDS[d.step.kind].subprocess for d in decisions):
-                    self.console.print("workers: checking they are up ..." if self.config.workers.addresses
-                                       else "workers: starting local workers ...")
-                    ctx.addresses = workers.start()
-                    state.set(workers={"addresses": ctx.addresses, "local_pids": workers.pids()})
-                    self.console.print(f"workers: {', '.join(ctx.addresses)}")
-                for decision in decisions:
-                    if decision.action == "run":
-                        if KINDS[decision.step.kind].subprocess:
-                            ctx.addresses = workers.ensure(ctx.addresses)
-                        self.execute(decision.step, ctx)
-            except KeyboardInterrupt:
-                interrupted = True
-                state.note("interrupted")
+                state.set(config_file=self.source, config_sha256=self.sha, plan=[s.id for s in self.steps])
+                state.note("resumed" if state.resumed else "started")
+                interrupted = self.run_steps(state, ctx, decisions)
+                code = self.finish(state, interrupted)
+                ended = "interrupted" if interrupted else "done"
+                return code
             finally:
-                workers.stop()
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
-            return self.finish(state, interrupted)
+                if server is not None:
+                    self.live.finish(ended, code)
+                    server.close()
+
+    def run_steps(self, state: CampaignState, ctx: Context, decisions: list[Decision]) -> bool:
+        """Workers up, then every step to run, in order; True when interrupted."""
+        workers = CampaignWorkers(self.config, self.out / "workers")
+        previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+        try:
+            if any(d.action == "run" and KINDS[d.step.kind].subprocess for d in decisions):
+                self.console.print("workers: checking they are up ..." if self.config.workers.addresses
+                                   else "workers: starting local workers ...")
+                ctx.addresses = workers.start()
+                state.set(workers={"addresses": ctx.addresses, "local_pids": workers.pids()})
+                self.console.print(f"workers: {', '.join(ctx.addresses)}")
+            for decision in decisions:
+                if decision.action == "run":
+                    if KINDS[decision.step.kind].subprocess:
+                        ctx.addresses = workers.ensure(ctx.addresses)
+                    self.execute(decision.step, ctx)
+        except KeyboardInterrupt:
+            state.note("interrupted")
+            return True
+        finally:
+            workers.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return False
+
+    def serve_status(self, state: CampaignState, decisions: list[Decision]):
+        """The live status server, bound before any worker starts (a port in use is a bad flag)."""
+        if self.status_address is None:
+            return None
+        host, port = self.status_address
+        token = read_token(self.config.workers.auth_token_file, "workers.auth_token_file") \
+            if self.config.workers.auth_token_file else None
+        self.live = CampaignStatus(pathlib.Path(self.source).stem, self.out, decisions)
+        self.live.run.token = token
+        try:
+            server = serve(self.live, port, host, token).__enter__()
+        except SecurityError as exc:
+            raise ArgumentError(str(exc)) from None
+        state.listener = self.live.on_state
+        self.live.start()
+        self.console.print(f"status page: {server.url}", highlight=False)
+        return server
 
     def finish(self, state: CampaignState, interrupted: bool) -> int:
         records = state.data["steps"]
@@ -237,7 +284,18 @@ def main(argv: list[str] | None = None) -> int:
             source = args.config
             if args.output:
                 config = config.model_copy(update={"output": args.output})
-        campaign = Campaign(config, source, text, console)
+        status = None
+        if args.status_port is not None:
+            if not 0 <= args.status_port <= 65535:
+                raise ArgumentError(f"--status-port {args.status_port}: not a port (0 to 65535)")
+            try:
+                check_status_exposure(args.status_host, config.workers.auth_token_file)
+            except SecurityError:
+                raise ArgumentError(f"--status-host {args.status_host}: a status page reachable from other hosts "
+                                    f"needs the workers' token (workers.auth_token_file in {source}), or bind it "
+                                    f"to 127.0.0.1") from None
+            status = (args.status_host, args.status_port)
+        campaign = Campaign(config, source, text, console, status)
         code = campaign.run(args.dry_run)
     except (ArgumentError, BuildInfoError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -58,6 +58,7 @@ class CampaignState:
                 raise StateError(f"{self.path}: not a campaign state file (no 'steps' table)")
             self.data = data
         self.resumed = bool(self.data["steps"])
+        self.listener = None  # called with a copy of the data after each save (the live status page)
 
     def step(self, step_id: str) -> dict:
         return self.data["steps"].get(step_id, {})
@@ -78,8 +79,11 @@ class CampaignState:
 
     def save(self) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
+        text = json.dumps(self.data, indent=2, default=str)
         with open(tmp, "w") as handle:
-            handle.write(json.dumps(self.data, indent=2, default=str))
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self.path)
+        if self.listener is not None:
+            self.listener(json.loads(text))

@@ -85,6 +85,7 @@ def _harness(*args: str) -> list[str]:
 class RunStep:
     """performance, accuracy, TEST06: one `python -m harness run` into OUT/runs/<slug>/."""
     subprocess = True
+    serves_status = True  # `harness run --status-port`: a campaign's status page follows its run
     uses_qps = True  # the run follows the scenario's schedule (AccuracyOnly runs do not)
 
     def folder(self, step: Step, ctx: Context) -> pathlib.Path:
@@ -202,6 +203,7 @@ class Test06(RunStep):
 class FindQps:
     """`python -m harness find-qps` into OUT/find-qps/<scenario>; interrupted, it resumes from its own state."""
     subprocess = True
+    serves_status = False
 
     def folder(self, step: Step, ctx: Context) -> pathlib.Path:
         return ctx.out / "find-qps" / step.scenario
@@ -257,6 +259,7 @@ class FindQps:
 class Package:
     """harness.submission.package into OUT/submission (built beside it, then renamed: all or nothing)."""
     subprocess = False
+    serves_status = False
 
     def inputs(self, step: Step, ctx: Context) -> list[str]:
         return [ctx.state.step(d).get("run_dir", "") for d in step.needs]
@@ -299,6 +302,7 @@ class Package:
 class Check:
     """harness.submission.check on the packaged tree; its lines are the step's result."""
     subprocess = False
+    serves_status = False
 
     def identity(self, step: Step, ctx: Context) -> dict:
         return {"package": ctx.state.step("package").get("fingerprint")}

@@ -120,7 +120,7 @@ class SystemdBackend:
     def available(self) -> bool:
         return pathlib.Path("/run/systemd/system").is_dir() and shutil.which("systemctl") is not None
 
-    def _units(self, book: ScheduleBook, schedule: Schedule) -> dict[str, str]:
+    def units(self, book: ScheduleBook, schedule: Schedule) -> dict[str, str]:
         env = "".join(f"Environment={k}={v}\n" for k, v in _environment().items())
         service = (f"[Unit]\nDescription=mlperf-harness schedule {schedule.name}: {schedule.shown_command}\n\n"
                    f"[Service]\nType=oneshot\nWorkingDirectory={schedule.cwd}\n{env}"
@@ -132,7 +132,7 @@ class SystemdBackend:
         return {f"{base}.service": service, f"{base}.timer": timer}
 
     def entry(self, book: ScheduleBook, schedule: Schedule) -> str:
-        return "\n".join(f"# {self.unit_dir / name}\n{text}" for name, text in self._units(book, schedule).items())
+        return "\n".join(f"# {self.unit_dir / name}\n{text}" for name, text in self.units(book, schedule).items())
 
     def _systemctl(self, *args: str) -> None:
         command = ["systemctl", *(["--user"] if self.user else []), *args]
@@ -142,7 +142,7 @@ class SystemdBackend:
 
     def install(self, book: ScheduleBook, schedule: Schedule) -> str:
         self.unit_dir.mkdir(parents=True, exist_ok=True)
-        for name, text in self._units(book, schedule).items():
+        for name, text in self.units(book, schedule).items():
             (self.unit_dir / name).write_text(text)
         self._systemctl("daemon-reload")
         self._systemctl("enable", "--now", f"{UNIT_PREFIX}{schedule.name}.timer")

@@ -70,6 +70,7 @@ class LiveStatus:
         self._version = 0
         self._changed = threading.Condition()
         self._stop = threading.Event()
+        self._closed = False  # set after the final sample, so a subscriber gets the final figures first
         self._thread = threading.Thread(target=self._run, daemon=True, name="live-status")
         self._markdown_at = -math.inf
         self._warned = False
@@ -83,12 +84,12 @@ class LiveStatus:
     def wait_update(self, version: int, timeout: float) -> tuple[int, dict]:
         """Block until the figures are newer than `version` (or timeout); return (version, figures)."""
         with self._changed:
-            self._changed.wait_for(lambda: self._version != version or self._stop.is_set(), timeout)
+            self._changed.wait_for(lambda: self._version != version or self._closed, timeout)
             return self._version, self._figures
 
     @property
     def closed(self) -> bool:
-        return self._stop.is_set()
+        return self._closed
 
     # --- sampling -------------------------------------------------------------------------------
 
@@ -109,6 +110,7 @@ class LiveStatus:
             self._thread.join(timeout=5)
         self.sample(final=True)
         with self._changed:
+            self._closed = True
             self._changed.notify_all()
 
     def _run(self) -> None:

@@ -22,6 +22,8 @@ class StatusCollector:
 
     def collect(self):
         f = self.source.figures()
+        if f is None:  # a source with nothing to show yet (a campaign between runs)
+            return
         labels, values = ["run", "scenario"], [f["run"], f["scenario"]]
 
         def gauge(name: str, doc: str, value, extra: dict | None = None, family=None):

@@ -16,6 +16,8 @@ from harness.run.status.server import StatusServer, check_status_exposure
 from harness.run.status.live import LiveStatus, RunFacts
 from sut.security import read_token
 
+STATUS_LINE = "status page: "  # on stderr, the URL after it; a campaign reads it from its step's log
+
 
 def check_status_flags(args) -> None:
     if args.status_port is not None:
@@ -39,7 +41,7 @@ class RunObserver:
         if args.status_port is not None:
             token = read_token(args.auth_token_file) if args.auth_token_file else None
             self.server = StatusServer(self.status, args.status_port, args.status_host, token).__enter__()
-            print(f"status page: {self.server.url}", file=sys.stderr, flush=True)
+            print(f"{STATUS_LINE}{self.server.url}", file=sys.stderr, flush=True)
 
     def responder(self, inner) -> RecordingResponder:
         return RecordingResponder(inner, self.recorder)

@@ -1,5 +1,7 @@
 """The status page server: `/` (the page), `/events` (server-sent events: the figures as JSON at
 each update), `/status.json`, `/metrics` (Prometheus). Standard library only (ThreadingHTTPServer).
+Further views can be mounted under a prefix (a campaign's page serves its running step's run page
+under `/run/`), each with the same four routes.
 
 Loopback by default. On any other address it needs the run's token (`--auth-token-file`, the
 workers' token): `Authorization: Bearer <token>` or `?token=<token>` (a browser's EventSource
@@ -13,6 +15,7 @@ import socket
 import pathlib
 import threading
 import urllib.parse
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from harness.run.status.metrics import metrics_text, registry_for
@@ -28,14 +31,28 @@ def check_status_exposure(host: str, token: str | None) -> None:
                             f"--auth-token-file (the workers' token), or bind it to 127.0.0.1")
 
 
-class StatusServer:
-    """Serves any status source (`figures()`, `wait_update(version, timeout)`, `closed`)."""
+@dataclass(frozen=True)
+class View:
+    """What one prefix serves: a status source, its page, its metrics registry."""
+    source: object
+    page: bytes = PAGE
+    registry: object = None
 
-    def __init__(self, source, port: int, host: str = "127.0.0.1", token: str | None = None):
+
+class StatusServer:
+    """Serves any status source (`figures()`, `wait_update(version, timeout)`, `closed`); figures of
+    None (nothing to show yet) are not sent."""
+
+    def __init__(self, source, port: int, host: str = "127.0.0.1", token: str | None = None, *,
+                 page: bytes = PAGE, registry=None, mounts: dict[str, View] | None = None):
         check_status_exposure(host, token)
         self.source = source
         self.token = token
-        self.registry = registry_for(source)
+        self.registry = registry or registry_for(source)
+        self.views = {"": View(source, page, self.registry)}
+        for prefix, view in (mounts or {}).items():
+            self.views["/" + prefix.strip("/")] = view if view.registry else \
+                View(view.source, view.page, registry_for(view.source))
         handler = type("Handler", (_Handler,), {"status": self})
         server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
         try:
@@ -44,6 +61,8 @@ class StatusServer:
             raise SecurityError(f"--status-port {port}: cannot listen on {host}:{port}: "
                                 f"{exc.strerror or exc}") from None
         self.httpd.daemon_threads = True
+        self.streams = 0  # open /events streams
+        self.streams_changed = threading.Condition()
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         daemon=True, name="status-server")
 
@@ -59,8 +78,11 @@ class StatusServer:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def close(self) -> None:
+    def close(self, drain_s: float = 2.0) -> None:
+        """Stop accepting; give open event streams up to `drain_s` to send the source's final figures."""
         self.httpd.shutdown()
+        with self.streams_changed:
+            self.streams_changed.wait_for(lambda: self.streams == 0, drain_s)
         self.httpd.server_close()
 
     def allows(self, header: str | None, query_token: str | None) -> bool:
@@ -88,11 +110,13 @@ class _Handler(BaseHTTPRequestHandler):
         token = urllib.parse.parse_qs(url.query).get("token", [None])[0]
         if not self.status.allows(self.headers.get("Authorization"), token):
             return self._send(401, b"missing or wrong token\n", "text/plain; charset=utf-8")
-        routes = {"/": self._page, "/status.json": self._json, "/metrics": self._metrics, "/events": self._events}
-        route = routes.get(url.path)
-        if route is None:
+        prefix, _, rest = url.path.rpartition("/")
+        view = self.status.views.get(prefix)
+        routes = {"": self._page, "status.json": self._json, "metrics": self._metrics, "events": self._events}
+        route = routes.get(rest)
+        if view is None or route is None:
             return self._send(404, b"not found\n", "text/plain; charset=utf-8")
-        route()
+        route(view)
 
     def _send(self, code: int, body: bytes, content_type: str) -> None:
         self.send_response(code)
@@ -102,27 +126,29 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _page(self) -> None:
-        self._send(200, PAGE, "text/html; charset=utf-8")
+    def _page(self, view: View) -> None:
+        self._send(200, view.page, "text/html; charset=utf-8")
 
-    def _json(self) -> None:
-        self._send(200, json.dumps(self.status.source.figures()).encode(), "application/json")
+    def _json(self, view: View) -> None:
+        self._send(200, json.dumps(view.source.figures()).encode(), "application/json")
 
-    def _metrics(self) -> None:
-        self._send(200, metrics_text(self.status.registry), "text/plain; version=0.0.4; charset=utf-8")
+    def _metrics(self, view: View) -> None:
+        self._send(200, metrics_text(view.registry), "text/plain; version=0.0.4; charset=utf-8")
 
-    def _events(self) -> None:
+    def _events(self, view: View) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-store")
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
-        source, version = self.status.source, -1
+        source, version = view.source, -1
+        with self.status.streams_changed:
+            self.status.streams += 1
         try:
             while True:
                 new_version, figures = source.wait_update(version, KEEPALIVE_S)
-                if new_version != version:
+                if new_version != version and figures is not None:
                     version = new_version
                     self.wfile.write(f"data: {json.dumps(figures)}\n\n".encode())
                 else:
@@ -132,3 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
                     return
         except (BrokenPipeError, ConnectionResetError):
             return
+        finally:
+            with self.status.streams_changed:
+                self.status.streams -= 1
+                self.status.streams_changed.notify_all()
