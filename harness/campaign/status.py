@@ -21,6 +21,7 @@ from harness.run.status.observer import STATUS_LINE
 from harness.run.status.remote import RemoteStatus
 from harness.run.status.server import PAGE as RUN_PAGE
 from harness.run.status.server import StatusServer, View
+from harness.run.status.source import FigureSource
 
 PAGE = (pathlib.Path(__file__).with_name("status_page.html")).read_bytes()
 LOG_SCAN_BYTES = 65536  # the status line comes before the workers are contacted
@@ -55,11 +56,12 @@ def estimate_left(decisions: list[Decision], records: dict[str, dict], finished_
     return (round(left, 1) if known or not unknown else None), unknown
 
 
-class CampaignStatus:
-    """A status source (`figures`, `wait_update`, `closed`): recomputed at each state save and every
-    `interval_s` (elapsed times move, the run's figures arrive)."""
+class CampaignStatus(FigureSource):
+    """A status source: recomputed at each state save and every `interval_s` (elapsed times move, the
+    run's figures arrive)."""
 
     def __init__(self, name: str, out: pathlib.Path, decisions: list[Decision], interval_s: float = 1.0):
+        super().__init__()
         self.name, self.out, self.decisions, self.interval_s = name, out, decisions, interval_s
         self.run = RemoteStatus()
         self.state = "starting"
@@ -70,22 +72,8 @@ class CampaignStatus:
         self._running_since = 0.0
         self._run_step: str | None = None   # the step whose run the RemoteStatus follows
         self._started = time.monotonic()
-        self._changed = threading.Condition()
-        self._version = 0
-        self.closed = False
         self._figures = self._compute()
         self._thread = threading.Thread(target=self._tick, daemon=True, name="campaign-status")
-
-    # --- the source interface -------------------------------------------------------------------
-
-    def figures(self) -> dict:
-        with self._changed:
-            return self._figures
-
-    def wait_update(self, version: int, timeout: float) -> tuple[int, dict]:
-        with self._changed:
-            self._changed.wait_for(lambda: self._version != version or self.closed, timeout)
-            return self._version, self._figures
 
     # --- what the campaign tells it ---------------------------------------------------------------
 
@@ -112,9 +100,7 @@ class CampaignStatus:
         self.state, self.exit_code = state, exit_code
         self.run.close()
         self._refresh()
-        with self._changed:
-            self.closed = True
-            self._changed.notify_all()
+        self._close()
 
     # --- computing --------------------------------------------------------------------------------
 
@@ -136,9 +122,7 @@ class CampaignStatus:
 
     def _refresh(self) -> None:
         with self._changed:
-            self._figures = self._compute()
-            self._version += 1
-            self._changed.notify_all()
+            self._publish_figures(self._compute())
 
     def _compute(self) -> dict:
         now = time.monotonic()

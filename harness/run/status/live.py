@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from harness.run.status.recorder import RunRecorder
+from harness.run.status.source import FigureSource
 
 TIMELINE_FILE = "timeline.jsonl"
 LIVE_STATUS_FILE = "live_status.md"
@@ -53,9 +54,10 @@ def percentiles_ms(values: np.ndarray, limit_ms: float | None) -> dict:
     return figures
 
 
-class LiveStatus:
+class LiveStatus(FigureSource):
     def __init__(self, facts: RunFacts, snapshot: Callable[[], dict], recorder: RunRecorder,
                  run_dir: pathlib.Path | None, interval_s: float = 1.0, markdown_every_s: float = 5.0):
+        super().__init__()
         self.facts = facts
         self.snapshot = snapshot
         self.recorder = recorder
@@ -65,31 +67,12 @@ class LiveStatus:
         self.state = "starting"
         self._last_snapshot: dict = {}
         self._history: collections.deque = collections.deque()  # (t, completed, tokens, {worker: tokens})
-        self._figures: dict = self._compute({})
+        self._figures = self._compute({})
         self._history.clear()  # the empty figures before the test are no point of its rate
-        self._version = 0
-        self._changed = threading.Condition()
         self._stop = threading.Event()
-        self._closed = False  # set after the final sample, so a subscriber gets the final figures first
         self._thread = threading.Thread(target=self._run, daemon=True, name="live-status")
         self._markdown_at = -math.inf
         self._warned = False
-
-    # --- the source interface -------------------------------------------------------------------
-
-    def figures(self) -> dict:
-        with self._changed:
-            return self._figures
-
-    def wait_update(self, version: int, timeout: float) -> tuple[int, dict]:
-        """Block until the figures are newer than `version` (or timeout); return (version, figures)."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._version != version or self._closed, timeout)
-            return self._version, self._figures
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     # --- sampling -------------------------------------------------------------------------------
 
@@ -109,9 +92,7 @@ class LiveStatus:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
         self.sample(final=True)
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()
+        self._close()  # after the final sample, so a subscriber gets the final figures first
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -121,10 +102,7 @@ class LiveStatus:
         snap = self.snapshot() or self._last_snapshot  # a closed cluster answers {}: keep its last figures
         self._last_snapshot = snap
         figures = self._compute(snap)
-        with self._changed:
-            self._figures = figures
-            self._version += 1
-            self._changed.notify_all()
+        self._publish_figures(figures)
         if self.run_dir is not None:
             self._write(figures, final)
         return figures

@@ -12,30 +12,18 @@ import threading
 import urllib.error
 import urllib.request
 
+from harness.run.status.source import FigureSource
+
 READ_TIMEOUT_S = 30.0  # the server sends a keep-alive every 15 s
 RETRY_S = 0.5
 
 
-class RemoteStatus:
+class RemoteStatus(FigureSource):
     def __init__(self, token: str | None = None):
+        super().__init__()
         self.token = token  # the followed server's bearer token (a run with --auth-token-file asks for it)
-        self._changed = threading.Condition()
-        self._figures: dict | None = None
-        self._version = 0
         self._generation = 0
         self.url: str | None = None
-        self.closed = False
-
-    # --- the source interface -------------------------------------------------------------------
-
-    def figures(self) -> dict | None:
-        with self._changed:
-            return self._figures
-
-    def wait_update(self, version: int, timeout: float) -> tuple[int, dict | None]:
-        with self._changed:
-            self._changed.wait_for(lambda: self._version != version or self.closed, timeout)
-            return self._version, self._figures
 
     # --- following ------------------------------------------------------------------------------
 
@@ -44,9 +32,7 @@ class RemoteStatus:
         with self._changed:
             self._generation += 1
             self.url = url
-            self._figures = None
-            self._version += 1
-            self._changed.notify_all()
+            self._publish_figures(None)
             generation = self._generation
         if url is not None:
             threading.Thread(target=self._read, args=(url, generation), daemon=True, name="remote-status").start()
@@ -54,8 +40,7 @@ class RemoteStatus:
     def close(self) -> None:
         with self._changed:
             self._generation += 1
-            self.closed = True
-            self._changed.notify_all()
+            self._close()
 
     def _current(self, generation: int) -> bool:
         return generation == self._generation and not self.closed
@@ -83,8 +68,5 @@ class RemoteStatus:
 
     def _publish(self, figures: dict, generation: int) -> None:
         with self._changed:
-            if generation != self._generation:
-                return
-            self._figures = figures
-            self._version += 1
-            self._changed.notify_all()
+            if generation == self._generation:
+                self._publish_figures(figures)
