@@ -59,7 +59,8 @@ setup(
     version="0.1.0",
     description="MLPerf Inference LoadGen harness for Llama-3.1-8B with gRPC fan-out to backend workers",
     packages=find_packages(include=["harness", "harness.*", "sut", "sut.*"]),
-    package_data={"harness.run": ["data/*.json"], "harness.run.status": ["page.html"], "sut": ["proto/*.proto"]},
+    package_data={"harness.run": ["data/*.json"], "harness.run.status": ["page.html"],
+                  "harness.campaign": ["status_page.html"], "sut": ["proto/*.proto"]},
     cmdclass={"build_py": StampedBuildPy, "sdist": StampedSdist},
     python_requires=">=3.10",
     install_requires=[

@@ -9,6 +9,7 @@ import pathlib
 import subprocess
 import sys
 import tarfile
+import zipfile
 
 from harness.deploy import install
 from sut.build_info import wheel_revision
@@ -42,6 +43,9 @@ def test_a_wheel_built_in_a_checkout_reports_its_commit_once_installed_a_bad_sta
     head = project_checkout(checkout)
     wheel = pip_wheel(checkout, tmp_path / "clean")
     assert wheel_revision(wheel) == head
+    runtime_files = {str(f.relative_to(checkout)) for package in ("harness", "sut") for f in (checkout / package).rglob("*")
+                     if f.is_file() and f.suffix in (".py", ".html", ".json", ".proto") and "__pycache__" not in f.parts}
+    assert runtime_files - set(zipfile.ZipFile(wheel).namelist()) == set()  # every module, page and data file
     site = tmp_path / "site"
     assert installed_revisions(wheel, site) == (head, head)
     assert not (checkout / "sut" / "_build_info.json").exists()
