@@ -33,3 +33,24 @@ def cpu_times(pid: int) -> CpuTimes | None:
             continue
         running, waiting, found = running + int(fields[0]), waiting + int(fields[1]), True
     return CpuTimes(running / 1e9, waiting / 1e9) if found else None
+
+
+def cgroup_throttled_s(proc_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> float | None:
+    """Seconds this process's cgroup has been held back by its CPU quota (CFS bandwidth control), so
+    far; None without a quota file. A quota burnt by many threads at once stops every process of the
+    cgroup until the next period (100 ms by default): a tail of tens of ms that more cores do not remove."""
+    for line in pathlib.Path(proc_cgroup).read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # cgroup v2: cpu.stat's throttled_usec
+            stat, key, scale = pathlib.Path(root, path.lstrip("/"), "cpu.stat"), "throttled_usec", 1e6
+        elif "cpu" in controllers.split(","):  # cgroup v1: cpu.stat's throttled_time in ns
+            stat, key, scale = pathlib.Path(root, "cpu", path.lstrip("/"), "cpu.stat"), "throttled_time", 1e9
+        else:
+            continue
+        try:
+            fields = dict(entry.split() for entry in stat.read_text().splitlines() if entry.strip())
+        except OSError:
+            continue
+        if key in fields:
+            return int(fields[key]) / scale
+    return None

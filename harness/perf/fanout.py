@@ -26,7 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from harness.perf import stages
-from harness.perf.cpu_wait import cpu_times
+from harness.perf.cpu_wait import cgroup_throttled_s, cpu_times
 from harness.perf.harness_run import run_harness
 from harness.run.synthetic import synthetic_records
 from sut.stage_trace import ENV as STAGE_TRACE_ENV
@@ -137,8 +137,9 @@ def part_c(bench: Bench, secure: bool = False) -> dict:
     addresses = bench.start([worker_flags, worker_flags])
     offline = bench.run(addresses, 20000, extra=link_flags)
     pids = [worker.process.pid for worker in bench.workers]
-    before = [cpu_times(pid) for pid in pids]
+    before, throttled = [cpu_times(pid) for pid in pids], cgroup_throttled_s()
     server = bench.run(addresses, 10000, "Server", 1000.0, extra=link_flags)
+    throttled = None if throttled is None else round(cgroup_throttled_s() - throttled, 3)
     # a worker that waited for a CPU during the Server run: its share of the tail is contention
     during = [b and a and a - b for a, b in zip((cpu_times(pid) for pid in pids), before)]
     bench.stop()
@@ -146,13 +147,15 @@ def part_c(bench: Bench, secure: bool = False) -> dict:
             "server_completed_per_s": server["completed_per_s"], "added_latency_p50_ms": server["ttft_p50_ms"],
             "added_latency_p99_ms": server["ttft_p99_ms"],
             "server_worker_cpu_s": [t and round(t.running_s, 2) for t in during],
-            "server_worker_cpu_wait_s": [t and round(t.waiting_s, 2) for t in during]}
+            "server_worker_cpu_wait_s": [t and round(t.waiting_s, 2) for t in during],
+            "server_cgroup_throttled_s": throttled}
 
 
 def _ceiling_line(label: str, c: dict) -> str:
     return (f"{label}  Offline {c['offline_samples_per_s']:,.0f} samples/s (goal >= 5000)   Server 1000 qps: added "
             f"latency p50 {c['added_latency_p50_ms']:.2f} ms, p99 {c['added_latency_p99_ms']:.2f} ms (goal < 5); "
-            f"workers ran {c['server_worker_cpu_s']} s and waited for a CPU {c['server_worker_cpu_wait_s']} s")
+            f"workers ran {c['server_worker_cpu_s']} s and waited for a CPU {c['server_worker_cpu_wait_s']} s, "
+            f"cgroup CPU quota throttled {c['server_cgroup_throttled_s']} s")
 
 
 def main(argv: list[str] | None = None) -> int:
