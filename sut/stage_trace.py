@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import os
 import pathlib
+import sys
 import time
 from array import array
 
@@ -87,4 +88,14 @@ def mark_first_tokens(events, stage: str) -> None:
 
 TRACE = StageTrace(os.environ.get(ENV) or None)
 mark = TRACE.mark
-atexit.register(TRACE.dump)
+
+
+def _dump_at_exit() -> None:
+    try:
+        TRACE.dump()
+    except OSError as exc:  # a trace is a diagnostic: one line, never a traceback at exit
+        print(f"warning: {ENV}={TRACE.directory}: could not write the stage trace: {exc.strerror or exc}",
+              file=sys.stderr, flush=True)
+
+
+atexit.register(_dump_at_exit)

@@ -48,3 +48,14 @@ def test_first_tokens_are_marked_from_first_token_and_completion_events(monkeypa
               pb.Event(request_id=3, error=pb.Error(message="no"))]
     stage_trace.mark_first_tokens(events, stage_trace.W_SENT)
     assert [(r["stage"], r["key"]) for r in rows(trace.dump())] == [("w_sent", "1"), ("w_sent", "2")]
+
+
+def test_an_unwritable_trace_directory_is_one_warning_line_at_exit(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    trace = StageTrace(blocker / "trace")  # a directory under a file cannot be made
+    trace.mark(stage_trace.ISSUE, 1)
+    monkeypatch.setattr(stage_trace, "TRACE", trace)
+    stage_trace._dump_at_exit()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{stage_trace.ENV}=" in err and "could not write the stage trace" in err
