@@ -19,6 +19,7 @@ from sut.dispatch.policies import DispatchPolicy
 from sut.engines.base import SamplingParams
 from sut.security import LinkSecurity
 from sut.links import make_link
+from sut import stage_trace
 from sut.wire import check_request_size, pack_tokens, unpack_tokens
 
 
@@ -33,6 +34,7 @@ class LoadGenResponder:
         self.lg = lg
 
     def first_token(self, query: Query, tokens: bytes) -> None:
+        stage_trace.mark(stage_trace.FIRST_TOKEN, query.sample_id)
         ids = unpack_tokens(tokens)
         self.lg.FirstTokenComplete([self.lg.QuerySampleResponse(query.sample_id, ids.ctypes.data, ids.nbytes, len(ids))])
 
@@ -110,6 +112,9 @@ class ClusterSUT:
             if self._first_issue is None:
                 self._first_issue = now
             items = [(sample.id, sample.index) for sample in samples]
+            if stage_trace.TRACE.enabled:
+                for sample_id, _ in items:
+                    stage_trace.mark(stage_trace.ISSUE, sample_id)
             self._issued.extend((now - self._first_issue, index) for _, index in items)
             self._loop.call_soon_threadsafe(self.dispatcher.submit, items)
         except BaseException as exc:  # noqa: BLE001 - nothing may escape into LoadGen

@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sut.proto import backend_pb2 as pb
 from sut.proto import backend_pb2_grpc as pb_grpc
+from sut import stage_trace
 from sut.security import LinkSecurity
 from sut.wire import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, REQUEST_OVERHEAD_BYTES, info_to_dict
 
@@ -177,6 +178,8 @@ class WorkerLink:
                     engine_tokens = message.engine_tokens
                     self.last_progress = self.last_message
                 if message.events:
+                    if stage_trace.TRACE.enabled:
+                        stage_trace.mark_first_tokens(message.events, stage_trace.READ_FIRST)
                     self.listener.on_events(self, message.events)
         finally:
             sender.cancel()
@@ -191,6 +194,9 @@ class WorkerLink:
                 cancels, self._cancels = self._cancels, []
                 for batch in _within_message_limit(requests):
                     await call.write(pb.ClientMessage(requests=batch, cancel=cancels))
+                    if stage_trace.TRACE.enabled:
+                        for request in batch:
+                            stage_trace.mark(stage_trace.WRITTEN, request.request_id)
                     cancels = []
 
 

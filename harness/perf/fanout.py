@@ -1,6 +1,6 @@
 """Fan-out benchmarks on SIMULATED workers (sim engine): ratios measured in one run, never GPU numbers.
 
-python scripts/bench_fanout.py [--parts a,b,c] [--samples 1500] [--results FILE]
+python scripts/bench_fanout.py [--parts a,b,c] [--samples 1500] [--results FILE] [--stage-trace DIR]
 
 a  two workers at speeds 1 : 2.7, Offline: makespan against the ideal (total work / sum of the
    workers' solo rates), beside static halves (each worker given half the samples); the waste
@@ -12,18 +12,24 @@ c  coordinator ceiling with instant engines: Offline samples/s (goal >= 5000) an
    1000-QPS Server run adds (p99 first-token latency through LoadGen, gRPC and back; goal < 5 ms)
 t  the same over TLS with a token (goal: >= 0.95 of c)
 Everything is real but the engine: LoadGen, the harness, gRPC over loopback, worker processes.
+With --stage-trace DIR the harness and the workers record each request's stages (sut.stage_trace)
+and the Server run's breakdown is printed at the end (harness.perf.stages).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from harness.perf import stages
+from harness.perf.cpu_wait import cgroup_throttled_s, cpu_times
 from harness.perf.harness_run import run_harness
 from harness.run.synthetic import synthetic_records
+from sut.stage_trace import ENV as STAGE_TRACE_ENV
 from sut.worker.launch import WorkerProcess, WorkerSpec
 
 SIM = ["--step-ms", "10", "--step-ms-per-seq", "0.05", "--max-seqs", "64", "--prefill-tps", "100000"]
@@ -130,16 +136,26 @@ def part_c(bench: Bench, secure: bool = False) -> dict:
         link_flags = ["--auth-token-file", certs["token"], "--tls-ca", certs["ca"]]
     addresses = bench.start([worker_flags, worker_flags])
     offline = bench.run(addresses, 20000, extra=link_flags)
+    pids = [worker.process.pid for worker in bench.workers]
+    before, throttled = [cpu_times(pid) for pid in pids], cgroup_throttled_s()
     server = bench.run(addresses, 10000, "Server", 1000.0, extra=link_flags)
+    throttled = None if throttled is None else round(cgroup_throttled_s() - throttled, 3)
+    # a worker that waited for a CPU during the Server run: its share of the tail is contention
+    during = [b and a and a - b for a, b in zip((cpu_times(pid) for pid in pids), before)]
     bench.stop()
     return {"secure": secure, "offline_samples_per_s": offline["samples_per_s"], "server_qps": 1000.0,
             "server_completed_per_s": server["completed_per_s"], "added_latency_p50_ms": server["ttft_p50_ms"],
-            "added_latency_p99_ms": server["ttft_p99_ms"]}
+            "added_latency_p99_ms": server["ttft_p99_ms"],
+            "server_worker_cpu_s": [t and round(t.running_s, 2) for t in during],
+            "server_worker_cpu_wait_s": [t and round(t.waiting_s, 2) for t in during],
+            "server_cgroup_throttled_s": throttled}
 
 
 def _ceiling_line(label: str, c: dict) -> str:
     return (f"{label}  Offline {c['offline_samples_per_s']:,.0f} samples/s (goal >= 5000)   Server 1000 qps: added "
-            f"latency p50 {c['added_latency_p50_ms']:.2f} ms, p99 {c['added_latency_p99_ms']:.2f} ms (goal < 5)")
+            f"latency p50 {c['added_latency_p50_ms']:.2f} ms, p99 {c['added_latency_p99_ms']:.2f} ms (goal < 5); "
+            f"workers ran {c['server_worker_cpu_s']} s and waited for a CPU {c['server_worker_cpu_wait_s']} s, "
+            f"cgroup CPU quota throttled {c['server_cgroup_throttled_s']} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,7 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parts", default="a,e,k,b,c,t")
     p.add_argument("--samples", type=int, default=1500, help="part a (part b uses 3x)")
     p.add_argument("--results", default=None)
+    p.add_argument("--stage-trace", default=None, metavar="DIR",
+                   help="record every request's stages in the harness and the workers into DIR (adds ~1 us a stage)")
     args = p.parse_args(argv)
+    if args.stage_trace:  # inherited by the workers and the harness runs this process starts
+        os.environ[STAGE_TRACE_ENV] = str(pathlib.Path(args.stage_trace).resolve())
     parts = set(args.parts.split(","))
     bench = Bench(pathlib.Path(tempfile.mkdtemp(prefix="bench-fanout-")))
     results = {"note": "SIMULATED engines (sim): coordinator and dispatch behaviour only, not GPU results"}
@@ -179,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         bench.stop()
     print("(SIMULATED engines: dispatch and coordinator figures, not GPU results)")
+    if args.stage_trace and pathlib.Path(args.stage_trace).is_dir():  # the workers wrote theirs when stopped
+        for report in stages.analyse(pathlib.Path(args.stage_trace)):
+            print(stages.render(report))
     if args.results:
         pathlib.Path(args.results).write_text(json.dumps(results, indent=2))
     return 0

@@ -23,6 +23,7 @@ from sut.dispatch.limits import DispatchLimits
 from sut.dispatch.ledger import Attempt, Connection, Query, WorkerLedger
 from sut.dispatch.policies.base import DispatchPolicy, Move, MoveKind
 from sut.dispatch.watchdog import Watchdog
+from sut import stage_trace
 from sut.engines.base import SamplingParams
 from sut.proto import backend_pb2 as pb
 from sut.transport import WorkerLink
@@ -95,6 +96,9 @@ class Dispatcher:
     def submit(self, samples: Sequence[tuple[int, int]]) -> None:
         try:
             queries = []
+            if stage_trace.TRACE.enabled:
+                for sample_id, _ in samples:
+                    stage_trace.mark(stage_trace.SUBMIT, sample_id)
             for sample_id, index in samples:
                 prompt, length = self.prompts[index]
                 queries.append(Query(sample_id, index, prompt, length, length + self.params.max_new_tokens))
@@ -351,6 +355,7 @@ class Dispatcher:
         attempt = Attempt(request_id, query, worker, self.clock(), duplicate=duplicate)
         self.attempts[request_id] = attempt
         worker.add(attempt)
+        stage_trace.mark(stage_trace.SEND, request_id, query.sample_id)
         worker.link.send(pb.GenerateRequest(request_id=request_id, prompt=query.prompt, params=self.params_pb))
 
     def _finish_attempt(self, attempt: Attempt) -> None:

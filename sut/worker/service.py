@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import logging
 
+from sut import stage_trace
 from sut.engines.base import Engine
 from sut.proto import backend_pb2 as pb
 from sut.proto import backend_pb2_grpc as pb_grpc
@@ -77,6 +78,7 @@ class BackendService(pb_grpc.BackendServicer):
                     tokens.extend(delta)
                     produced[0] += len(delta)
                     if first:
+                        stage_trace.mark(stage_trace.W_FIRST, req.request_id)
                         events.put_nowait(pb.Event(request_id=req.request_id,
                                                    first_token=pb.FirstToken(tokens=pack_tokens(tokens))))
                 if not tokens:
@@ -98,6 +100,7 @@ class BackendService(pb_grpc.BackendServicer):
         async def read_requests() -> None:
             async for message in request_iterator:
                 for req in message.requests:
+                    stage_trace.mark(stage_trace.W_RECEIVED, req.request_id)
                     if req.request_id in tasks:
                         reject(req.request_id, f"InvalidRequest: request id {req.request_id} is already in "
                                                f"flight on this stream")
@@ -135,6 +138,8 @@ class BackendService(pb_grpc.BackendServicer):
                 done = batch[-1] is _END
                 batch = [e for e in batch if e is not _END]
                 if batch:
+                    if stage_trace.TRACE.enabled:
+                        stage_trace.mark_first_tokens(batch, stage_trace.W_SENT)
                     yield pb.WorkerMessage(events=batch, engine_tokens=self._progress(produced[0]))
                 if done:
                     return
