@@ -17,13 +17,10 @@ llama3_1-8b.Server.target_qps = 15
 llama3_1-8b.Server.min_duration = 0
 llama3_1-8b.Server.min_query_count = $samples
 CONF
-python -m sut.worker --engine vllm --model "$here/benchmarks/models/llama3.1-8b" --port 50151 \
-    --load-format dummy --max-num-seqs 512 --max-num-batched-tokens 16384 > "$out/worker.log" 2>&1 &
-worker=$!
-trap 'kill $worker 2>/dev/null || true' EXIT
-for _ in $(seq 600); do grep -q '^READY' "$out/worker.log" && break; sleep 1; done
-grep '^READY' "$out/worker.log"
-common=(--workers 127.0.0.1:50151 --dataset "$out/synthetic.json" --user-conf "$out/user.conf" --output "$out/runs" --quiet)
+. "$(dirname "$0")/worker_up.sh"
+start_worker "$out/worker.log" --engine vllm --model "$here/benchmarks/models/llama3.1-8b" \
+    --load-format dummy --max-num-seqs 512 --max-num-batched-tokens 16384
+common=(--workers "$worker_address" --dataset "$out/synthetic.json" --user-conf "$out/user.conf" --output "$out/runs" --quiet)
 for spec in "Offline PerformanceOnly --force-output-tokens" "Server PerformanceOnly --force-output-tokens --allow-invalid" \
             "Offline AccuracyOnly"; do
   set -- $spec

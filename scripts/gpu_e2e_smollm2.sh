@@ -22,13 +22,9 @@ llama3_1-8b.Server.target_qps = 150
 llama3_1-8b.Server.min_duration = 0
 llama3_1-8b.Server.min_query_count = 3000
 CONF
-python -m sut.worker --engine vllm --model "$model" --dtype bfloat16 --port 50161 --max-num-seqs 512 \
-    > "$out/worker.log" 2>&1 &
-worker=$!
-trap 'kill $worker 2>/dev/null || true' EXIT
-for _ in $(seq 600); do grep -q '^READY' "$out/worker.log" && break; sleep 1; done
-grep '^READY' "$out/worker.log"
-common=(--workers 127.0.0.1:50161 --dataset "$dataset" --user-conf "$out/user.conf" --tokenizer "$model"
+. "$(dirname "$0")/worker_up.sh"
+start_worker "$out/worker.log" --engine vllm --model "$model" --dtype bfloat16 --max-num-seqs 512
+common=(--workers "$worker_address" --dataset "$dataset" --user-conf "$out/user.conf" --tokenizer "$model"
         --output "$out/runs" --quiet)
 for spec in "Offline PerformanceOnly" "Server PerformanceOnly --allow-invalid" "Offline AccuracyOnly" \
             "Offline PerformanceOnly --audit TEST06"; do

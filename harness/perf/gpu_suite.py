@@ -27,16 +27,14 @@ import tempfile
 
 from harness.perf import vllm_compare as vc
 from harness.run.synthetic import synthetic_records
+from sut.build_info import code_revision
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    """This checkout's commit (`-dirty` with changed tracked files), else the install's stamp."""
+    return code_revision()
 
 
 def child_argv(args, prompts: int, extra: list[str] = ()) -> list[str]:

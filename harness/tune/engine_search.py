@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wall seconds of all probes, restarts and warm-ups included (resumed ones too)")
     p.add_argument("--grid", action="store_true", help="run every combination (the baseline for the search)")
     p.add_argument("--accuracy-run", default=None, help="AccuracyOnly run directory backing an FP8 preset")
+    p.add_argument("--commit", default=None,
+                   help="the commit the preset records (default: this checkout's, or the install's stamp)")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         path, name, args.engine, engine_args, {k: _number(v) for k, v in best_cfg.items() if not space[k].restarts},
         dict(device, **{k: v for k, v in hardware.items() if k != "derived"}), measured,
         presets.accuracy_record(engine_args, args.accuracy_run), search,
-        {"worker_args": args.worker_arg, "model": args.model, "dataset": args.dataset})
+        {"worker_args": args.worker_arg, "model": args.model, "dataset": args.dataset}, commit=args.commit)
     state.set(result={"preset": str(path), "best": best_cfg, "tokens_per_s": best, "search": search})
     live.note(f"best: {' '.join(f'{k}={v}' for k, v in best_cfg.items())}: {best:.0f} tokens/s; {search['probes']} "
               f"probes ({search['distinct_settings']} settings of a {grid_size}-setting grid), {workers.restarts} "

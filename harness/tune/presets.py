@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime
 import json
 import pathlib
-import subprocess
 
+from sut.build_info import code_revision
 from sut.worker.preset import FORMAT, load_preset
 
 FP8_KEYS = ("quantization", "kv-cache-dtype")
@@ -29,16 +29,8 @@ def accuracy_record(engine_args: dict, accuracy_run: str | None) -> dict:
     return {"verified": False, "note": "accuracy not verified on real weights"}
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                              cwd=pathlib.Path(__file__).parent).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def write_preset(path: pathlib.Path, name: str, engine: str, engine_args: dict, harness: dict, hardware: dict,
-                 measured: dict, accuracy: dict, search: dict, tuned_with: dict) -> dict:
+                 measured: dict, accuracy: dict, search: dict, tuned_with: dict, commit: str | None = None) -> dict:
     preset = {"format": FORMAT, "name": name, "engine": engine,
               "engine_args": {k: v for k, v in engine_args.items() if v not in (None, "none")},
               "harness": harness, "hardware": hardware, "measured": measured, "accuracy": accuracy,
@@ -46,7 +38,7 @@ def write_preset(path: pathlib.Path, name: str, engine: str, engine_args: dict, 
                                  if not uses_fp8(engine_args) or accuracy.get("verified") else
                                  "accuracy not verified on real weights",
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "commit": git_commit(), "search": search, "tuned_with": tuned_with}
+              "commit": commit or code_revision(), "search": search, "tuned_with": tuned_with}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(preset, indent=2) + "\n")
     load_preset(str(path))  # what the worker will read must pass its checks

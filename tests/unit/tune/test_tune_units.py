@@ -106,3 +106,15 @@ def test_preset_engine_mismatch(tmp_path):
     with pytest.raises(PresetError, match="key 'engine' is 'sim' but --engine is 'hf'"):
         parse_args(["--preset", write(tmp_path), "--engine", "hf", "--model", "m"])
     assert load_preset(write(tmp_path))["engine"] == "sim"
+
+
+def test_preset_records_the_given_commit_else_the_code_revision(tmp_path):
+    from harness.tune.presets import write_preset
+    from sut.build_info import code_revision
+    common = dict(name="p", engine="sim", engine_args={"max-seqs": 8}, harness={"credit-factor": 2.0},
+                  hardware={"device_name": "cpu", "workers": 1}, measured={"tokens_per_s": 1.0},
+                  accuracy={"verified": None}, search={}, tuned_with={})
+    given = write_preset(tmp_path / "a.json", commit="c0feb4f", **common)
+    assert given["commit"] == "c0feb4f"
+    assert json.loads((tmp_path / "a.json").read_text())["commit"] == "c0feb4f"
+    assert write_preset(tmp_path / "b.json", **common)["commit"] == code_revision()
