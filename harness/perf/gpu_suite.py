@@ -26,15 +26,10 @@ import sys
 import tempfile
 
 from harness.perf import vllm_compare as vc
+from harness.perf.stamp import commit_arg, git_commit, revision_tag
 from harness.run.synthetic import synthetic_records
-from sut.build_info import code_revision
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def git_commit() -> str:
-    """This checkout's commit (`-dirty` with changed tracked files), else the install's stamp."""
-    return code_revision()
 
 
 def child_argv(args, prompts: int, extra: list[str] = ()) -> list[str]:
@@ -134,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--unequal-args", default="--max-num-seqs 32", help="flags of the second worker (unequal part)")
     p.add_argument("--engine-flags", default="", help="flags for every engine, e.g. '--quantization fp8'")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--commit", default=None, help="the commit measured (default: git rev-parse HEAD)")
+    p.add_argument("--commit", type=commit_arg, default=None,
+                   help="the commit measured (default: this checkout's, -dirty with changes, or the install's stamp)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = p.parse_args(argv)
     args.engine_flags = shlex.split(args.engine_flags)
@@ -158,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                   "scaling": lambda: part_scaling(args, gpus, workdir, log),
                   "unequal": lambda: part_unequal(args, workdir, log)}[part]()
         result = {**result, **stamp, "part": part}  # the suite's stamp wins over a part's own
-        path = out / f"gpu-{part}-{slug}x{len(gpus)}-{stamp['commit'][:7]}.json"
+        path = out / f"gpu-{part}-{slug}x{len(gpus)}-{revision_tag(stamp['commit'])}.json"
         path.write_text(json.dumps(result, indent=2))
         print(f"{part}: {json.dumps(result['summary'])}  -> {path}", flush=True)
     return 0

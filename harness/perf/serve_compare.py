@@ -29,7 +29,7 @@ import time
 import urllib.request
 
 from harness.perf import vllm_compare as vc
-from harness.perf.gpu_suite import git_commit
+from harness.perf.stamp import commit_arg, git_commit, revision_tag
 from harness.run.synthetic import synthetic_records
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="streams open at once to the server (default: --max-num-seqs, the gRPC worker's capacity)")
     p.add_argument("--tokenizer", default=None, help="load this tokenizer in vllm serve (else --skip-tokenizer-init)")
     p.add_argument("--server-args", default="", help="more flags for vllm serve")
-    p.add_argument("--commit", default=None)
+    p.add_argument("--commit", type=commit_arg, default=None, help="the commit measured (default: this copy's)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     # the gRPC worker is started by vllm_compare's helpers: dummy weights, the engine's own dtype
     p.set_defaults(real_model=False, dtype=None)
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     slug = gpu.replace("NVIDIA ", "").replace(" ", "-").lower()
-    path = out / f"serve-compare-{slug}-{stamp['commit'][:7]}.json"
+    path = out / f"serve-compare-{slug}-{revision_tag(stamp['commit'])}.json"
     path.write_text(json.dumps(result, indent=2))
     s = result["summary"]
     print(f"\n{gpu}, {args.prompts} prompts, 128 out each; Server {args.server_requests} requests at {args.server_qps} qps")

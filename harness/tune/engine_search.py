@@ -20,6 +20,7 @@ import subprocess
 import sys
 
 from harness.artifacts.dataset import DatasetError, load_dataset
+from harness.perf.stamp import commit_arg
 from harness.tune import presets
 from harness.tune.live import Live
 from harness.tune.search import CLEAR, Tuner, Workers
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wall seconds of all probes, restarts and warm-ups included (resumed ones too)")
     p.add_argument("--grid", action="store_true", help="run every combination (the baseline for the search)")
     p.add_argument("--accuracy-run", default=None, help="AccuracyOnly run directory backing an FP8 preset")
-    p.add_argument("--commit", default=None,
+    p.add_argument("--commit", type=commit_arg, default=None,
                    help="the commit the preset records (default: this checkout's, or the install's stamp)")
     p.add_argument("--quiet", action="store_true")
     return p

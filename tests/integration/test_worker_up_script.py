@@ -35,3 +35,15 @@ def test_a_worker_that_dies_ends_the_wait_with_its_log(tmp_path):
     assert "NOT_REACHED" not in done.stdout
     assert "worker exited before READY" in done.stderr and "--preset /nonexistent/p.json: cannot read it" in done.stderr
     assert time.monotonic() - started < 60
+
+
+def test_every_started_worker_is_killed_when_the_script_exits(tmp_path):
+    done = run_bash(f'start_worker "{tmp_path}/a.log" --engine sim --model sim; first=$worker; '
+                    f'start_worker "{tmp_path}/b.log" --engine sim --model sim; echo "PIDS $first $worker"',
+                    tmp_path)
+    assert done.returncode == 0, done.stderr
+    pids = [int(p) for p in done.stdout.split("PIDS ")[1].split()]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(pathlib.Path(f"/proc/{p}").exists() for p in pids):
+        time.sleep(0.2)
+    assert not any(pathlib.Path(f"/proc/{p}").exists() for p in pids), "a worker outlived the script"
