@@ -21,6 +21,18 @@ def start_harness(tmp_path, workers: list[str], dataset, conf, *extra) -> subpro
                             env=dict(os.environ, PYTHONPATH=str(REPO)))
 
 
+def wait_until_issuing(tmp_path, harness: subprocess.Popen, settle_s: float = 1.0, timeout: float = 60) -> None:
+    """Until LoadGen has started the test (its detail log exists), then `settle_s` more, so that the
+    workers hold queries: a fixed sleep from process start loses the race on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while not list((tmp_path / "runs").glob("*/mlperf_log_detail.txt")):
+        assert harness.poll() is None, "the run ended before it started issuing"
+        assert time.monotonic() < deadline, "LoadGen did not start within the timeout"
+        time.sleep(0.1)
+    time.sleep(settle_s)
+    assert harness.poll() is None, "the run ended before the fault"
+
+
 def finish(process: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:
     out, err = process.communicate(timeout=timeout)
     return process.returncode, out, err
@@ -32,8 +44,7 @@ def test_kill_9_one_worker_mid_run_loses_nothing(scenario, sim_workers, tiny_dat
     conf = smoke_conf(32, extra="llama3_1-8b.Server.target_qps = 10\n")
     harness = start_harness(tmp_path, [w.address for w in workers.workers], tiny_dataset, conf,
                             "--allow-invalid", "--scenario", scenario)
-    time.sleep(2.5)
-    assert harness.poll() is None, "the run ended before the kill"
+    wait_until_issuing(tmp_path, harness)
     workers.workers[0].send_signal(signal.SIGKILL)
     code, out, err = finish(harness)
     assert code == 0, out + err
@@ -69,7 +80,7 @@ def test_stalled_worker_has_its_queries_reissued(sim_workers, tiny_dataset, smok
     workers = sim_workers(2)
     harness = start_harness(tmp_path, [w.address for w in workers.workers], tiny_dataset, smoke_conf(32),
                             "--stall-timeout", "2")
-    time.sleep(2.0)
+    wait_until_issuing(tmp_path, harness)
     workers.workers[0].send_signal(signal.SIGSTOP)  # alive, connection open, no answers
     code, out, err = finish(harness)
     assert code == 0, out + err
