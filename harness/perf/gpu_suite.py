@@ -39,6 +39,11 @@ def git_commit() -> str:
         return "unknown"
 
 
+def device_slug(name: str) -> str:
+    """A GPU model as it goes into a result file's name: "NVIDIA H100 80GB HBM3" -> "h100-80gb-hbm3"."""
+    return name.replace("NVIDIA ", "").replace(" ", "-").replace("/", "-").lower()
+
+
 def child_argv(args, prompts: int, extra: list[str] = ()) -> list[str]:
     return ["--model", args.model, "--prompts", str(prompts), "--seed", str(args.seed), *args.engine_flags, *extra]
 
@@ -151,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="gpu-suite-"))
     log = open(workdir / "children.log", "w")
-    slug = names[0].replace("NVIDIA ", "").replace(" ", "-").lower() if names else "nogpu"
+    slug = device_slug(names[0]) if names else "nogpu"
     for part in args.parts.split(","):
         if part in ("scaling", "unequal") and len(gpus) < 2:
             print(f"{part}: needs 2+ GPUs, this machine has {len(gpus)}; skipped", flush=True)

@@ -29,7 +29,7 @@ import time
 import urllib.request
 
 from harness.perf import vllm_compare as vc
-from harness.perf.gpu_suite import git_commit
+from harness.perf.gpu_suite import device_slug, git_commit
 from harness.run.synthetic import synthetic_records
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -200,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
               "vllm_serve": server_command(args, port), "seconds": round(time.monotonic() - started, 1), **stamp}
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    slug = gpu.replace("NVIDIA ", "").replace(" ", "-").lower()
-    path = out / f"serve-compare-{slug}-{stamp['commit'][:7]}.json"
+    path = out / f"serve-compare-{device_slug(gpu)}-{stamp['commit'][:7]}.json"
     path.write_text(json.dumps(result, indent=2))
     s = result["summary"]
     print(f"\n{gpu}, {args.prompts} prompts, 128 out each; Server {args.server_requests} requests at {args.server_qps} qps")

@@ -1,5 +1,6 @@
 """LoadGen TestSettings from user.conf (LoadGen loads its embedded mlperf.conf itself), the checks
-on --scenario and --model-name, and the short-run user.conf of smoke runs and benchmarks."""
+on --scenario and --model-name, the short-run user.conf of smoke runs and benchmarks, and the
+user.conf of a Server run with a submission's settings at a chosen rate."""
 from __future__ import annotations
 
 import pathlib
@@ -79,3 +80,13 @@ def short_run_user_conf(model_name: str, samples: int, qps: float = 4, offline_q
         f"{model_name}.SingleStream.min_query_count = {samples}",
         "",
     ])
+
+
+def submission_server_user_conf(model_name: str, qps: float, duration_ms: int, samples: int, written_by: str) -> str:
+    """The settings a submission run uses (mlperf.conf's) at `qps`, min_duration as given, and the
+    first `samples` records as the performance set when the dataset is smaller than the benchmark's."""
+    lines = [f"# written by {written_by}", f"{model_name}.Server.target_qps = {round(qps, 4)}",
+             f"{model_name}.Server.min_duration = {duration_ms}"]
+    if samples < by_model_name(model_name).dataset_size:
+        lines.append(f"{model_name}.*.performance_sample_count_override = {samples}")
+    return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from harness.benchmarks.definitions import LatencyLimit, by_model_name
 from harness.benchmarks.scenarios import SCENARIOS
 from harness.perf.harness_run import run_harness
-from harness.run.settings import short_run_user_conf
+from harness.run.settings import short_run_user_conf, submission_server_user_conf
 
 
 @dataclass
@@ -67,13 +67,8 @@ def server_conf(scenario: str, qps: float, duration_ms: int, samples: int, min_q
 
 
 def confirm_conf(scenario: str, qps: float, duration_ms: int, samples: int) -> str:
-    """The settings a submission run uses (mlperf.conf's, min_duration as given), at `qps`."""
-    model = model_name_of(scenario)
-    lines = [f"# written by python -m harness find-qps: the confirming run at the chosen target_qps",
-             f"{model}.Server.target_qps = {round(qps, 4)}", f"{model}.Server.min_duration = {duration_ms}"]
-    if samples < by_model_name(model).dataset_size:
-        lines.append(f"{model}.*.performance_sample_count_override = {samples}")
-    return "\n".join(lines) + "\n"
+    return submission_server_user_conf(model_name_of(scenario), qps, duration_ms, samples,
+                                       "python -m harness find-qps: the confirming run at the chosen target_qps")
 
 
 def offline_conf(samples: int) -> str:
