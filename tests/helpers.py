@@ -31,6 +31,15 @@ def run_harness(*args: str, cwd: pathlib.Path, timeout: float = 240) -> subproce
                           env=dict(os.environ, PYTHONPATH=str(REPO)))
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group `pgid` is left (a worker runs in its own session: pgid = its pid)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def only_run_dir(output: pathlib.Path) -> pathlib.Path:
     runs = sorted(p for p in output.iterdir() if p.is_dir())
     assert len(runs) == 1, runs

@@ -112,15 +112,13 @@ def full_length(probes: list[dict]) -> float:
 
 
 def device_of(run_dir: str) -> str:
-    """The GPU the worker ran on, from the run's manifest; a simulated worker is "cpu/sim"."""
+    """The GPU the worker ran on as its run's manifest tells it: the engine's torch.cuda name (vLLM), else
+    NVML's; a simulated worker is "cpu/sim"."""
     worker = (json.loads((pathlib.Path(run_dir) / "manifest.json").read_text()).get("workers") or [{}])[0]
     if worker.get("simulated"):
         return "cpu/sim"
-    if worker.get("versions", {}).get("node.gpu"):
-        return worker["versions"]["node.gpu"]
-    torch = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.get_device_name(0))"],
-                           capture_output=True, text=True)
-    return torch.stdout.strip() or "unknown"
+    return (worker.get("engine_args", {}).get("device_name") or worker.get("versions", {}).get("node.gpu")
+            or "unknown")
 
 
 def check_args(args) -> int:
@@ -226,6 +224,7 @@ def measure(args, samples: int, work: pathlib.Path, report: dict) -> int:
         plus = server_run(args, address, dataset, samples, round(found * PLUS, 3), work)
     finally:
         worker.stop()
+        worker.send_signal(signal.SIGKILL)  # what is left of its group (vLLM's engine core) goes too
     summarize(report, state, plus, args)
     report["total_wall_s"] = round(time.monotonic() - started, 1)
     path = write(report, pathlib.Path(args.out))

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from harness.perf.find_qps_check import grid_steps
-from helpers import INTERACTIVE_KNEE, INTERACTIVE_SIM, REPO
+from helpers import INTERACTIVE_KNEE, INTERACTIVE_SIM, REPO, group_alive
 
 
 def check(tmp_path, *extra, popen=False):
@@ -30,14 +30,6 @@ def check(tmp_path, *extra, popen=False):
     if popen:
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=200, env=env)
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def test_the_check_finds_the_knee_verifies_it_and_prices_the_grid_from_its_timings(tmp_path):
@@ -67,7 +59,7 @@ def test_the_check_finds_the_knee_verifies_it_and_prices_the_grid_from_its_timin
     assert proc.returncode == (0 if report["within_5pct"] and report["ratio"] <= 0.25 else 1)
     assert f"ratio {report['ratio']:.3f}" in proc.stdout and "find-qps-check-cpu-sim-abc1234.json" in proc.stdout
     pid = int(proc.stdout.split("(pid ")[1].split(")")[0])
-    assert gone(pid)  # the worker was stopped
+    assert not group_alive(pid)  # the worker (and any engine child) was stopped
 
 
 def test_a_sigterm_stops_the_check_and_its_worker(tmp_path):
@@ -80,9 +72,9 @@ def test_a_sigterm_stops_the_check_and_its_worker(tmp_path):
     proc.communicate(timeout=30)
     assert proc.returncode == 143
     deadline = time.monotonic() + 10
-    while not gone(pid) and time.monotonic() < deadline:
+    while group_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert gone(pid)
+    assert not group_alive(pid)
 
 
 def test_a_worker_that_does_not_start_is_one_line_and_exit_3(tmp_path):

@@ -64,3 +64,16 @@ def test_bad_values_are_one_line_and_exit_2(argv, words, capsys):
     assert fc.main(argv) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and words in err
+
+
+def test_the_device_comes_from_the_runs_manifest(tmp_path):
+    import json
+    cases = {"vllm": ({"engine_args": {"device_name": "NVIDIA H100 80GB HBM3"}, "versions": {"node.gpu": "x"}},
+                      "NVIDIA H100 80GB HBM3"),
+             "nvml": ({"engine_args": {}, "versions": {"node.gpu": "NVIDIA H200"}}, "NVIDIA H200"),
+             "sim": ({"simulated": True, "versions": {"node.gpu": "NVIDIA H200"}}, "cpu/sim"),
+             "none": ({}, "unknown")}
+    for name, (worker, expected) in cases.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"workers": [worker]}))
+        assert fc.device_of(str(tmp_path / name)) == expected
