@@ -1,22 +1,16 @@
 """Issue 12's find-qps goal checked in one command: is the found QPS within 5 % of the knee, and did
-finding it cost at most 25 % of a grid of full-length runs at 5 % steps, measured on this machine?
+finding it cost at most 25 % of a grid of full-length runs at 5 % steps, both measured on this machine?
 
-python -m harness.perf.find_qps_check --model benchmarks/models/llama3.1-8b --worker-arg=--load-format=dummy \\
-    --force-output-tokens --out DIR
-
-1. One worker through sut.worker.launch (--engine, --model, --worker-arg); an untimed warm-up Offline
-   run of --warmup other prompts (bring-up: a grid's worker would get it too).
-2. `python -m harness find-qps` as a child, as a user runs it (Offline bound, probes, confirming run,
-   within --budget-s); its wall time is the search's cost.
-3. One Server run at found x 1.10, the confirming run's settings and length. Within 5 %: the
+1. One worker (sut.worker.launch: --engine, --model, --worker-arg), warmed up by an untimed Offline run.
+2. `python -m harness find-qps` as a child, as a user runs it; its wall time is the search's cost.
+3. A Server run at found x 1.10 with the confirming run's settings and length. Within 5 %: the
    confirming run VALID and this one INVALID (the knee lies between them).
-4. The grid: confirm-length runs at 5 % steps of the Offline bound from the top down to the found
-   value's step (fewest: to the first step below found x 1.10, when that run was INVALID), each the
-   confirm duration plus the per-run overhead measured here (median wall - min_duration of the
-   confirm-length runs); its Offline bound is free. Also projected to probes 60 s, confirm 600 s.
-Durations are scaled down from a submission's 600 s to fit one 10-minute call; grid runs have the
-confirm length, so the ratio compares like with like. Writes OUT/find-qps-check-<device>-<commit>.json
-(after the search, again at the end). Exit 0: both goals met, 1: not met, 2: bad flags, 3: failed.
+4. The grid: confirm-length runs at 5 % steps of the Offline bound, from the top down to the found
+   value's step (fewest: to the first step below found x 1.10), each the confirm length plus the
+   per-run overhead measured here (median wall - min_duration of the confirm-length runs); its
+   Offline bound is free. Also projected (not measured) to 60-s probes and a 600-s confirm.
+Durations are scaled down to fit one 10-minute call, the grid's with the confirming run's. Writes
+OUT/find-qps-check-<device>-<commit>.json. Exit 0: both goals met, 1: not met, 2: bad flags, 3: failed.
 """
 from __future__ import annotations
 
@@ -44,6 +38,7 @@ from sut.worker.launch import LaunchError, WorkerProcess, WorkerSpec
 
 STEP, PLUS, GOAL_RATIO = 0.05, 1.10, 0.25
 FULL_PROBE_S, FULL_CONFIRM_S = 60.0, 600.0  # find-qps's defaults: a submission's lengths
+AFTER_SEARCH_S = 40.0  # kept for the +10 % run's start and drain and find-qps's own start and report
 EXIT_MET, EXIT_NOT_MET, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 OWNED = ("--workers", "--dataset", "--scenario", "--output", "--probe-duration-ms", "--confirm-duration-ms",
          "--offline-samples", "--budget-s", "--force-output-tokens", "--harness-arg")
@@ -59,21 +54,19 @@ def build_parser() -> Parser:
                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
     p.add_argument("--engine", choices=engine_names(), default="vllm")
     p.add_argument("--model", required=True, help="model directory (sim: any name)")
-    p.add_argument("--worker-arg", action="append", default=[], metavar="ARG",
-                   help="flag for the worker (repeat; e.g. --worker-arg=--load-format=dummy)")
+    p.add_argument("--worker-arg", action="append", default=[], metavar="ARG", help="a worker flag (repeat)")
     p.add_argument("--dataset", default=None, help="cnn_eval.json-format file (default: --prompts synthetic ones)")
     p.add_argument("--prompts", type=int_in(1), default=2000, help="synthetic prompts (default 2000)")
     p.add_argument("--scenario", choices=("Server", "Interactive"), default="Server")
     p.add_argument("--probe-duration-ms", type=int_in(1), default=15000, help="find-qps probes (default 15000)")
-    p.add_argument("--confirm-duration-ms", type=int_in(1), default=60000,
-                   help="the confirming run, the +10 %% run and each grid run (default 60000)")
+    p.add_argument("--confirm-duration-ms", type=int_in(1), default=60000, help="also +10 %% and grid runs")
     p.add_argument("--offline-samples", type=int_in(1), default=500, help="find-qps's Offline bound (default 500)")
     p.add_argument("--budget-s", type=int_in(1), default=330, help="find-qps's --budget-s (default 330)")
+    p.add_argument("--deadline-s", type=int_in(1), default=570, help="end by then (find-qps's budget shrinks)")
     p.add_argument("--warmup", type=int_in(0), default=64, help="prompts of the untimed warm-up (0: none)")
     p.add_argument("--force-output-tokens", action="store_true", help="every sample max tokens (dummy weights)")
     p.add_argument("--harness-arg", action="append", default=[], metavar="ARG", help="flag for every harness run")
-    p.add_argument("--find-qps-arg", action="append", default=[], metavar="ARG",
-                   help="extra find-qps flag (repeat; e.g. --find-qps-arg=--max-probes=6)")
+    p.add_argument("--find-qps-arg", action="append", default=[], metavar="ARG", help="a find-qps flag (repeat)")
     p.add_argument("--ready-timeout-s", type=int_in(1), default=300, help="worker start limit (default 300)")
     p.add_argument("--commit", default=None, help="the commit measured (default: git rev-parse HEAD)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
@@ -119,6 +112,15 @@ def device_of(run_dir: str) -> str:
         return "cpu/sim"
     return (worker.get("engine_args", {}).get("device_name") or worker.get("versions", {}).get("node.gpu")
             or "unknown")
+
+
+def search_budget(args, elapsed_s: float) -> int:
+    """find-qps's --budget-s: the asked one, or less so that the search and the +10 % run end by --deadline-s."""
+    left = args.deadline_s - elapsed_s - args.confirm_duration_ms / 1000 - AFTER_SEARCH_S
+    if left < 1:
+        raise RuntimeError(f"--deadline-s {args.deadline_s}: {elapsed_s:.0f} s gone before find-qps, no time left "
+                           f"for it and a {args.confirm_duration_ms / 1000:g} s run")
+    return int(min(args.budget_s, left))
 
 
 def check_args(args) -> int:
@@ -169,8 +171,7 @@ def summarize(report: dict, state: dict, plus: dict | None, args) -> None:
     full = full_length(probes)
     full_grid = grid_estimate(result["upper_qps"], result["found_qps"], False, FULL_CONFIRM_S, overhead)["estimate_s"]
     report["projection_600s"] = {"find_qps_s": round(full, 1), "grid_s": round(full_grid, 1), "ratio": full / full_grid,
-                                 "how": f"not measured: the same runs at probes {FULL_PROBE_S:g} s, repeat "
-                                        f"{2 * FULL_PROBE_S:g} s, confirm and grid runs {FULL_CONFIRM_S:g} s"}
+                                 "how": f"not measured: these runs, {FULL_PROBE_S:g}-s probes, {FULL_CONFIRM_S:g} s else"}
 
 
 def write(report: dict, out: pathlib.Path) -> pathlib.Path:
@@ -180,7 +181,7 @@ def write(report: dict, out: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def measure(args, samples: int, work: pathlib.Path, report: dict) -> int:
+def measure(args, samples: int, work: pathlib.Path, report: dict, t0: float) -> int:
     dataset = pathlib.Path(args.dataset) if args.dataset else work / f"synthetic-{samples}.json"
     if not args.dataset:
         dataset.write_text(json.dumps(synthetic_records(samples, 0)))
@@ -199,12 +200,13 @@ def measure(args, samples: int, work: pathlib.Path, report: dict) -> int:
                         force_output_tokens=args.force_output_tokens)
             report["warmup_s"] = round(time.monotonic() - t, 1)
         out = work / "find-qps"
+        report["durations"]["budget_s"] = budget = search_budget(args, time.monotonic() - t0)
         command = [sys.executable, "-m", "harness", "find-qps", "--workers", address, "--dataset", str(dataset),
-                   "--scenario", args.scenario, "--output", str(out), "--probe-duration-ms", str(args.probe_duration_ms),
-                   "--confirm-duration-ms", str(args.confirm_duration_ms), "--offline-samples", str(args.offline_samples),
-                   "--budget-s", str(args.budget_s), *(["--force-output-tokens"] if args.force_output_tokens else []),
-                   *[f"--harness-arg={a}" for a in args.harness_arg], *args.find_qps_arg,
-                   *(["--quiet"] if args.quiet else [])]
+                   "--scenario", args.scenario, "--output", str(out), "--budget-s", str(budget),
+                   "--probe-duration-ms", str(args.probe_duration_ms), "--confirm-duration-ms",
+                   str(args.confirm_duration_ms), "--offline-samples", str(args.offline_samples),
+                   *(["--force-output-tokens"] if args.force_output_tokens else []), *args.find_qps_arg,
+                   *[f"--harness-arg={a}" for a in args.harness_arg], *(["--quiet"] if args.quiet else [])]
         report["find_qps_command"] = shlex.join(command[1:])
         t = time.monotonic()
         code = subprocess.run(command).returncode
@@ -226,19 +228,18 @@ def measure(args, samples: int, work: pathlib.Path, report: dict) -> int:
         worker.stop()
         worker.send_signal(signal.SIGKILL)  # what is left of its group (vLLM's engine core) goes too
     summarize(report, state, plus, args)
-    report["total_wall_s"] = round(time.monotonic() - started, 1)
+    report["total_wall_s"] = round(time.monotonic() - t0, 1)
     path = write(report, pathlib.Path(args.out))
-    g = report["grid"]
-    print(f"{report['gpu']}: found {found} qps (Offline bound {report['upper_qps']:.3f}); confirming run "
-          f"{report['confirm_verdict']}, x{PLUS:.2f} ({plus['qps']} qps) {plus['validity']} -> within 5 %: "
-          f"{report['within_5pct']}\nfind-qps {report['find_qps_wall_s']:.0f} s vs grid {g['estimate_s']:.0f} s "
-          f"({g['how']}): ratio {report['ratio']:.3f} (goal <= {GOAL_RATIO}); at 600 s (projected) "
-          f"{report['projection_600s']['ratio']:.3f}\n-> {path}")
+    r, g = report, report["grid"]
+    print(f"{r['gpu']}: found {found} qps (Offline {r['upper_qps']:.3f}); confirm {r['confirm_verdict']}, x{PLUS:.2f} "
+          f"{plus['validity']}: within 5 % {r['within_5pct']}\nfind-qps {r['find_qps_wall_s']:.0f} s, grid "
+          f"{g['estimate_s']:.0f} s ({g['how']}): ratio {r['ratio']:.3f} (goal <= {GOAL_RATIO}; 600 s projected "
+          f"{r['projection_600s']['ratio']:.3f})\n-> {path}")
     return EXIT_MET if report["within_5pct"] and report["ratio_met"] else EXIT_NOT_MET
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    t0, argv = time.monotonic(), list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         samples = check_args(args)
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                             "scaled_from": f"probe {FULL_PROBE_S:g} s, confirm {FULL_CONFIRM_S:g} s"},
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "workdir": str(work)}
     try:
-        return measure(args, samples, work, report)
+        return measure(args, samples, work, report, t0)
     except (LaunchError, RuntimeError) as exc:
         print(f"error: {exc}".splitlines()[0], file=sys.stderr)
         return EXIT_FAILED
