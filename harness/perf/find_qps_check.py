@@ -60,7 +60,7 @@ def build_parser() -> Parser:
     p.add_argument("--scenario", choices=("Server", "Interactive"), default="Server")
     p.add_argument("--probe-duration-ms", type=int_in(1), default=15000, help="find-qps probes (default 15000)")
     p.add_argument("--confirm-duration-ms", type=int_in(1), default=60000, help="also +10 %% and grid runs")
-    p.add_argument("--offline-samples", type=int_in(1), default=500, help="find-qps's Offline bound (default 500)")
+    p.add_argument("--offline-samples", type=int_in(1), default=1000, help="find-qps's Offline bound (default 1000)")
     p.add_argument("--budget-s", type=int_in(1), default=330, help="find-qps's --budget-s (default 330)")
     p.add_argument("--deadline-s", type=int_in(1), default=570, help="end by then (find-qps's budget shrinks)")
     p.add_argument("--warmup", type=int_in(0), default=64, help="prompts of the untimed warm-up (0: none)")
@@ -87,14 +87,18 @@ def grid_steps(upper: float, qps: float, step: float = STEP) -> tuple[int, float
 
 
 def grid_estimate(upper: float, found: float, plus_invalid: bool, run_s: float, overhead_s: float) -> dict:
+    """The walk down (the goal's grid) and, for comparison, a walk up from the lowest step to the first
+    step above the found value's (that one INVALID)."""
     runs, rate = grid_steps(upper, found)
     fewest = grid_steps(upper, PLUS * found * (1 - 1e-6))[0] if plus_invalid else None
-    cost = run_s + overhead_s
+    count, cost = int(round(1 / STEP)), run_s + overhead_s
+    up = 1 if rate is None else count - runs + 1 + (runs > 1)
     return {"runs": runs, "step_qps": rate, "run_s": run_s, "overhead_s": overhead_s, "estimate_s": runs * cost,
-            "fewest_runs": fewest, "fewest_s": fewest * cost if fewest else None,
+            "fewest_runs": fewest, "fewest_s": fewest * cost if fewest else None, "up_runs": up, "up_s": up * cost,
             "how": f"{runs} run(s) x ({run_s:g} s + {overhead_s:.1f} s overhead): 5 % steps of the Offline bound "
                    f"{upper:.3f} qps from the top down to the found value's step"
-                   + (f"; fewest {fewest} (first step below found x {PLUS:.2f}, INVALID)" if fewest else "")}
+                   + (f"; fewest {fewest} (first step below found x {PLUS:.2f}, INVALID)" if fewest else "")
+                   + f"; walking up from the lowest step instead: {up}"}
 
 
 def full_length(probes: list[dict]) -> float:
@@ -166,7 +170,7 @@ def summarize(report: dict, state: dict, plus: dict | None, args) -> None:
     report["grid"] = dict(grid, overheads_s=overheads)
     wall = report["find_qps_wall_s"]
     report.update(ratio=wall / grid["estimate_s"], ratio_fewest=wall / grid["fewest_s"] if grid["fewest_s"] else None,
-                  goal_ratio=GOAL_RATIO)
+                  ratio_walk_up=wall / grid["up_s"], goal_ratio=GOAL_RATIO)
     report["ratio_met"] = report["ratio"] <= GOAL_RATIO
     full = full_length(probes)
     full_grid = grid_estimate(result["upper_qps"], result["found_qps"], False, FULL_CONFIRM_S, overhead)["estimate_s"]

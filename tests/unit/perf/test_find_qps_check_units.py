@@ -29,8 +29,14 @@ def test_grid_estimate_prices_each_run_at_its_length_plus_the_measured_overhead(
     # found x 1.10 = 83.6 was INVALID: a grid could stop at 80 at the earliest (5 runs)
     assert g["fewest_runs"] == 5 and g["fewest_s"] == pytest.approx(5 * 68.0)
     assert "6 run(s) x (60 s + 8.0 s overhead)" in g["how"]
+    assert g["up_runs"] == 16 and g["up_s"] == pytest.approx(16 * 68.0)  # 5 % .. 75 % VALID, then 80 % INVALID
     top = fc.grid_estimate(100.0, 100.0, True, 60.0, 8.0)
     assert top["runs"] == top["fewest_runs"] == 1 and top["estimate_s"] == pytest.approx(68.0)
+    assert top["up_runs"] == 20  # every step VALID, none above the bound to fail
+    lowest = fc.grid_estimate(100.0, 5.0, True, 60.0, 8.0)
+    assert lowest["runs"] == 20 and lowest["up_runs"] == 2  # the lowest step VALID, 10 % INVALID
+    below = fc.grid_estimate(100.0, 4.0, True, 60.0, 8.0)
+    assert below["runs"] == 20 and below["step_qps"] is None and below["up_runs"] == 1
     unknown = fc.grid_estimate(100.0, 76.0, False, 60.0, 8.0)  # +10 % was VALID: no lower bound
     assert unknown["fewest_runs"] is None and unknown["fewest_s"] is None
 
