@@ -10,7 +10,8 @@ finding it cost at most 25 % of a grid of full-length runs at 5 % steps, both me
    per-run overhead measured here (median wall - min_duration of the confirm-length runs); its
    Offline bound is free. Also projected (not measured) to 60-s probes and a 600-s confirm.
 Durations are scaled down to fit one 10-minute call, the grid's with the confirming run's. Writes
-OUT/find-qps-check-<device>-<commit>.json. Exit 0: both goals met, 1: not met, 2: bad flags, 3: failed.
+OUT/find-qps-check-<device>-<commit>.json, and .probes.md/.svg (find-qps's table and plot) beside it.
+Exit 0: both goals met, 1: not met, 2: bad flags, 3: failed.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import datetime
 import json
 import pathlib
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -223,6 +225,9 @@ def measure(args, samples: int, work: pathlib.Path, report: dict, t0: float) -> 
         report["gpu"] = device_of(state["probes"][0]["run_dir"])
         summarize(report, state, None, args)
         path = write(report, pathlib.Path(args.out))
+        for table in (out / "find-qps.md", out / "find-qps.svg"):  # find-qps's own table and plot, beside the JSON
+            if table.is_file():
+                shutil.copy(table, path.with_suffix(".probes" + table.suffix))
         found = state["result"].get("found_qps")
         if not found:
             print(f"find-qps found no rate ({state['result'].get('stopped')}); {path}")

@@ -62,6 +62,7 @@ def test_the_check_finds_the_knee_verifies_it_and_prices_the_grid_from_its_timin
     assert report["ratio"] == pytest.approx(report["find_qps_wall_s"] / grid["estimate_s"])
     assert report["ratio_walk_up"] == pytest.approx(report["find_qps_wall_s"] / grid["up_s"])
     assert proc.returncode == (0 if report["within_5pct"] and report["ratio"] <= 0.25 else 1)
+    assert "| probe |" in (tmp_path / "out" / "find-qps-check-cpu-sim-abc1234.probes.md").read_text()
     assert f"ratio {report['ratio']:.3f}" in proc.stdout and "find-qps-check-cpu-sim-abc1234.json" in proc.stdout
     pid = int(proc.stdout.split("(pid ")[1].split(")")[0])
     assert not group_alive(pid)  # the worker (and any engine child) was stopped
