@@ -40,7 +40,7 @@ from sut.worker.launch import LaunchError, WorkerProcess, WorkerSpec
 
 STEP, PLUS, GOAL_RATIO = 0.05, 1.10, 0.25
 FULL_PROBE_S, FULL_CONFIRM_S = 60.0, 600.0  # find-qps's defaults: a submission's lengths
-AFTER_SEARCH_S = 40.0  # kept for the +10 % run's start and drain and find-qps's own start and report
+AFTER_SEARCH_S = 90.0  # the +10 % run's start and drain (70 s above the knee in a rehearsal), find-qps's overshoot
 EXIT_MET, EXIT_NOT_MET, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 OWNED = ("--workers", "--dataset", "--scenario", "--output", "--probe-duration-ms", "--confirm-duration-ms",
          "--offline-samples", "--budget-s", "--force-output-tokens", "--harness-arg")
@@ -63,8 +63,8 @@ def build_parser() -> Parser:
     p.add_argument("--probe-duration-ms", type=int_in(1), default=15000, help="find-qps probes (default 15000)")
     p.add_argument("--confirm-duration-ms", type=int_in(1), default=60000, help="also +10 %% and grid runs")
     p.add_argument("--offline-samples", type=int_in(1), default=1000, help="find-qps's Offline bound (default 1000)")
-    p.add_argument("--budget-s", type=int_in(1), default=330, help="find-qps's --budget-s (default 330)")
-    p.add_argument("--deadline-s", type=int_in(1), default=570, help="end by then (find-qps's budget shrinks)")
+    p.add_argument("--budget-s", type=int_in(1), default=300, help="find-qps's --budget-s (default 300)")
+    p.add_argument("--deadline-s", type=int_in(1), default=550, help="end by then (find-qps's budget shrinks)")
     p.add_argument("--warmup", type=int_in(0), default=64, help="prompts of the untimed warm-up (0: none)")
     p.add_argument("--force-output-tokens", action="store_true", help="every sample max tokens (dummy weights)")
     p.add_argument("--harness-arg", action="append", default=[], metavar="ARG", help="flag for every harness run")

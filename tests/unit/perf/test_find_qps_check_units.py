@@ -86,8 +86,8 @@ def test_the_device_comes_from_the_runs_manifest(tmp_path):
 
 
 def test_the_search_budget_shrinks_so_that_the_check_ends_by_its_deadline():
-    args = fc.build_parser().parse_args(["--model", "m"])  # 330 s asked, 570 s deadline, 60 s runs
-    assert fc.search_budget(args, 100.0) == 330  # a worker up in 100 s: all of it fits
-    assert fc.search_budget(args, 200.0) == int(570 - 200 - 60 - fc.AFTER_SEARCH_S)
-    with pytest.raises(RuntimeError, match="--deadline-s 570: 480 s gone"):
-        fc.search_budget(args, 480.0)
+    args = fc.build_parser().parse_args(["--model", "m"])  # 300 s asked, 550 s deadline, 60 s runs
+    assert fc.search_budget(args, 90.0) == 300  # a worker up in 90 s: all of it fits
+    assert fc.search_budget(args, 150.0) == int(550 - 150 - 60 - fc.AFTER_SEARCH_S)
+    with pytest.raises(RuntimeError, match="--deadline-s 550: 450 s gone"):
+        fc.search_budget(args, 450.0)
