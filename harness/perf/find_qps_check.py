@@ -164,11 +164,11 @@ def summarize(report: dict, state: dict, plus: dict | None, args) -> None:
                                              "ttft_p99_ms", "tpot_p99_ms", "samples_per_s")} for p in probes])
     if plus is None or not result.get("found_qps"):
         return
-    report["within_5pct"] = confirm == "VALID" and plus["validity"] != "VALID"
+    report["within_5pct"] = confirm == "VALID" and plus["validity"] == "INVALID"
     long_runs = [p for p in probes if p["kind"] == "confirm"] + [plus]
     overheads = [round(p["wall_s"] - p["duration_ms"] / 1000, 2) for p in long_runs]
     overhead, run_s = statistics.median(overheads), args.confirm_duration_ms / 1000
-    grid = grid_estimate(result["upper_qps"], result["found_qps"], plus["validity"] != "VALID", run_s, overhead)
+    grid = grid_estimate(result["upper_qps"], result["found_qps"], plus["validity"] == "INVALID", run_s, overhead)
     report["grid"] = dict(grid, overheads_s=overheads)
     wall = report["find_qps_wall_s"]
     report.update(ratio=wall / grid["estimate_s"], ratio_fewest=wall / grid["fewest_s"] if grid["fewest_s"] else None,
