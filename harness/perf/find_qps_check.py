@@ -64,7 +64,7 @@ def build_parser() -> Parser:
     p.add_argument("--confirm-duration-ms", type=int_in(1), default=60000, help="also +10 %% and grid runs")
     p.add_argument("--offline-samples", type=int_in(1), default=1000, help="find-qps's Offline bound (default 1000)")
     p.add_argument("--budget-s", type=int_in(1), default=300, help="find-qps's --budget-s (default 300)")
-    p.add_argument("--deadline-s", type=int_in(1), default=550, help="end by then (find-qps's budget shrinks)")
+    p.add_argument("--deadline-s", type=int_in(1), default=540, help="end by then (find-qps's budget shrinks)")
     p.add_argument("--warmup", type=int_in(0), default=64, help="prompts of the untimed warm-up (0: none)")
     p.add_argument("--force-output-tokens", action="store_true", help="every sample max tokens (dummy weights)")
     p.add_argument("--harness-arg", action="append", default=[], metavar="ARG", help="flag for every harness run")
