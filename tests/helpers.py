@@ -13,6 +13,14 @@ from harness.submission.rules import SYSTEM_REQUIRED_FIELDS
 REPO = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = "closed/Acme/results/sys/llama3.1-8b"
 
+# An Interactive sim worker whose knee follows from its parameters (step 5 ms + 0.6 ms per decoding
+# sequence, 8 output tokens of ~1000-token prompts at 1.4 M prompt tokens/s): a step lasts
+# s = a / (1 - lambda (L b + p / P)), so the mean TPOT reaches the 30 ms limit at
+# lambda* = (1 - 5/30) / (8 x 0.0006 + 1000 / 1.4e6) = 151 qps and the worker saturates at 182 qps;
+# a p99 is above the mean, so the highest valid rate lies below 151.
+INTERACTIVE_SIM = ("--step-ms", "5", "--step-ms-per-seq", "0.6", "--max-seqs", "512", "--prefill-tps", "1400000")
+INTERACTIVE_KNEE = (1 - 5 / 30) / (8 * 0.0006 + 1000 / 1.4e6)
+
 
 def run_harness(*args: str, cwd: pathlib.Path, timeout: float = 240) -> subprocess.CompletedProcess:
     args = [str(a) for a in args]
@@ -21,6 +29,15 @@ def run_harness(*args: str, cwd: pathlib.Path, timeout: float = 240) -> subproce
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group `pgid` is left (a worker runs in its own session: pgid = its pid)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def only_run_dir(output: pathlib.Path) -> pathlib.Path:

@@ -26,7 +26,7 @@ import sys
 import tempfile
 
 from harness.perf import vllm_compare as vc
-from harness.perf.stamp import commit_arg, git_commit, revision_tag
+from harness.perf.stamp import commit_arg, device_slug, git_commit, revision_tag
 from harness.run.synthetic import synthetic_records
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="gpu-suite-"))
     log = open(workdir / "children.log", "w")
-    slug = names[0].replace("NVIDIA ", "").replace(" ", "-").lower() if names else "nogpu"
+    slug = device_slug(names[0]) if names else "nogpu"
     for part in args.parts.split(","):
         if part in ("scaling", "unequal") and len(gpus) < 2:
             print(f"{part}: needs 2+ GPUs, this machine has {len(gpus)}; skipped", flush=True)

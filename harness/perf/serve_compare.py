@@ -29,7 +29,7 @@ import time
 import urllib.request
 
 from harness.perf import vllm_compare as vc
-from harness.perf.stamp import commit_arg, git_commit, revision_tag
+from harness.perf.stamp import commit_arg, device_slug, git_commit, revision_tag
 from harness.run.synthetic import synthetic_records
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -200,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
               "vllm_serve": server_command(args, port), "seconds": round(time.monotonic() - started, 1), **stamp}
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    slug = gpu.replace("NVIDIA ", "").replace(" ", "-").lower()
-    path = out / f"serve-compare-{slug}-{revision_tag(stamp['commit'])}.json"
+    path = out / f"serve-compare-{device_slug(gpu)}-{revision_tag(stamp['commit'])}.json"
     path.write_text(json.dumps(result, indent=2))
     s = result["summary"]
     print(f"\n{gpu}, {args.prompts} prompts, 128 out each; Server {args.server_requests} requests at {args.server_qps} qps")

@@ -1,5 +1,5 @@
-"""What every benchmark result says about the code it measured: the commit (`--commit`, checked,
-or this copy's revision) and the short tag in result file names."""
+"""What every benchmark result says about what it measured: the commit (`--commit`, checked, or this
+copy's revision) and the commit's and the GPU model's short forms in result file names."""
 from __future__ import annotations
 
 import argparse
@@ -28,3 +28,8 @@ def revision_tag(commit: str) -> str:
     if match:
         return commit[:7] + ("-dirty" if commit.endswith("-dirty") else "")
     return re.sub(r"[^A-Za-z0-9.]+", "-", commit).strip("-") or "unknown"
+
+
+def device_slug(name: str) -> str:
+    """A GPU model as it goes into a result file's name: "NVIDIA H100 80GB HBM3" -> "h100-80gb-hbm3"."""
+    return name.replace("NVIDIA ", "").replace(" ", "-").replace("/", "-").lower()

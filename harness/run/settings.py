@@ -1,7 +1,9 @@
 """LoadGen TestSettings from user.conf (LoadGen loads its embedded mlperf.conf itself), the checks
-on --scenario and --model-name, and the short-run user.conf of smoke runs and benchmarks."""
+on --scenario and --model-name, the short-run user.conf of smoke runs and benchmarks, and the
+user.conf of a Server run with a submission's settings at a chosen rate."""
 from __future__ import annotations
 
+import math
 import pathlib
 
 from harness.benchmarks.definitions import MODEL_NAMES, UnknownBenchmark, by_model_name
@@ -79,3 +81,23 @@ def short_run_user_conf(model_name: str, samples: int, qps: float = 4, offline_q
         f"{model_name}.SingleStream.min_query_count = {samples}",
         "",
     ])
+
+
+def one_pass_samples(samples: int, qps: float, duration_ms: int) -> int:
+    """The performance set of a Server run meant to last `duration_ms` at `qps`. LoadGen's equal-issue
+    mode (sample_concatenate_permutation, on for every LLM in mlperf.conf) issues whole passes over
+    the set, so a set larger than qps x duration stretches the run to samples / qps (2000 samples at
+    12 qps: 164 s for a 15-s probe)."""
+    return max(1, min(samples, math.ceil(qps * duration_ms / 1000)))
+
+
+def submission_server_user_conf(model_name: str, qps: float, duration_ms: int, samples: int, written_by: str) -> str:
+    """The settings a submission run uses (mlperf.conf's) at `qps`, min_duration as given. A dataset
+    smaller than the benchmark's is no submission's performance set anyway: then the set is one pass
+    at `duration_ms` (`one_pass_samples`), so the run lasts what was asked."""
+    lines = [f"# written by {written_by}", f"{model_name}.Server.target_qps = {round(qps, 4)}",
+             f"{model_name}.Server.min_duration = {duration_ms}"]
+    if samples < by_model_name(model_name).dataset_size:
+        one_pass = one_pass_samples(samples, qps, duration_ms)
+        lines.append(f"{model_name}.*.performance_sample_count_override = {one_pass}")
+    return "\n".join(lines) + "\n"

@@ -212,7 +212,11 @@ class Search:
             try:
                 confirm = self.get(Probe("confirm", chosen, args.confirm_duration_ms), scenario, conf)
             except OutOfBudget as exc:
-                result["confirm"] = {"validity": "NOT RUN", "reason": str(exc)}
+                not_run = {"qps": chosen, "validity": "NOT RUN", "reason": str(exc)}
+                if result["confirm"] is None:
+                    result["confirm"] = not_run
+                else:  # the verdict that was measured stays; the next, lower attempt did not fit
+                    result["confirm"]["next"] = not_run
                 break
             result.update(found_qps=chosen, confirm={"validity": confirm.validity, "run_dir": confirm.run_dir,
                                                      "early_stopping": confirm.early_stopping})

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from harness.benchmarks.definitions import LatencyLimit, by_model_name
 from harness.benchmarks.scenarios import SCENARIOS
 from harness.perf.harness_run import run_harness
-from harness.run.settings import short_run_user_conf
+from harness.run.settings import one_pass_samples, short_run_user_conf, submission_server_user_conf
 
 
 @dataclass
@@ -61,19 +61,15 @@ def model_name_of(scenario: str) -> str:
 
 def server_conf(scenario: str, qps: float, duration_ms: int, samples: int, min_queries: int) -> str:
     """A probe: short min_duration, min_query_count `min_queries` (the 600 s of a submission are the
-    confirming run's job), the whole dataset as the performance set."""
-    return short_run_user_conf(model_name_of(scenario), samples, qps=round(qps, 4),
-                               server_min_duration_ms=duration_ms, server_min_query_count=min_queries)
+    confirming run's job), a performance set of one pass at that length drawn from the whole dataset."""
+    return short_run_user_conf(model_name_of(scenario), one_pass_samples(samples, qps, duration_ms),
+                               qps=round(qps, 4), server_min_duration_ms=duration_ms,
+                               server_min_query_count=min_queries)
 
 
 def confirm_conf(scenario: str, qps: float, duration_ms: int, samples: int) -> str:
-    """The settings a submission run uses (mlperf.conf's, min_duration as given), at `qps`."""
-    model = model_name_of(scenario)
-    lines = [f"# written by python -m harness find-qps: the confirming run at the chosen target_qps",
-             f"{model}.Server.target_qps = {round(qps, 4)}", f"{model}.Server.min_duration = {duration_ms}"]
-    if samples < by_model_name(model).dataset_size:
-        lines.append(f"{model}.*.performance_sample_count_override = {samples}")
-    return "\n".join(lines) + "\n"
+    return submission_server_user_conf(model_name_of(scenario), qps, duration_ms, samples,
+                                       "python -m harness find-qps: the confirming run at the chosen target_qps")
 
 
 def offline_conf(samples: int) -> str:

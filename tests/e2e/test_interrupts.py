@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from helpers import REPO, manifest_of, only_run_dir
+from helpers import REPO, group_alive, manifest_of, only_run_dir
 from harness.run.settings import short_run_user_conf
 from harness.run.synthetic import synthetic_records
 
@@ -54,14 +54,6 @@ def wait_running(process: subprocess.Popen, runs, timeout: float = 90) -> None:
     raise AssertionError("the run never started")
 
 
-def alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def check_interrupted(process, runs, signum: int, elapsed: float, limit: float = 10) -> tuple[dict, str]:
     out, err = process.communicate(timeout=5)
     name = signal.Signals(signum).name
@@ -75,7 +67,7 @@ def check_interrupted(process, runs, signum: int, elapsed: float, limit: float =
     pids = [w["pid"] for w in manifest["local_workers"]]
     assert len(pids) == 2
     for pid in pids:  # each worker led its own process group: nothing of it survives
-        assert not alive(pid), f"local worker group {pid} survived"
+        assert not group_alive(pid), f"local worker group {pid} survived"
     return manifest, err
 
 

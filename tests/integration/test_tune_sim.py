@@ -2,10 +2,8 @@
 
 Durations are scaled down: probes of 2 s (--probe-duration-ms 2000) instead of 60 s, a confirming run
 of 4 s (--confirm-duration-ms 4000) instead of 600 s, outputs of 8 or 16 tokens, subsets of 150
-prompts. Interactive sim (step 5 ms + 0.6 ms per decoding sequence, 8 output tokens of ~1000-token
-prompts at 1.4 M prompt tokens/s): a step lasts s = a / (1 - lambda (L b + p / P)), so the mean TPOT
-reaches the 30 ms limit at lambda* = (1 - 5/30) / (8 x 0.0006 + 1000 / 1.4e6) = 151 qps and the
-worker saturates at 182 qps; a p99 is above the mean, so the highest valid rate lies below 151.
+prompts. The Interactive sim and its knee (151 qps) are tests/helpers.py's INTERACTIVE_SIM and
+INTERACTIVE_KNEE.
 """
 from __future__ import annotations
 
@@ -20,9 +18,7 @@ import pytest
 
 from harness.run.synthetic import synthetic_records
 from sut.worker.launch import WorkerProcess, WorkerSpec
-
-KNEE = (1 - 5 / 30) / (8 * 0.0006 + 1000 / 1.4e6)
-INTERACTIVE_SIM = ("--step-ms", "5", "--step-ms-per-seq", "0.6", "--max-seqs", "512", "--prefill-tps", "1400000")
+from helpers import INTERACTIVE_KNEE as KNEE, INTERACTIVE_SIM
 
 
 @pytest.fixture(scope="module")

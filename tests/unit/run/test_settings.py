@@ -23,3 +23,18 @@ def test_benchmark_profile():
     assert values["llama3_1-8b.Offline.target_qps"] == "1"
     assert values["llama3_1-8b.Server.target_qps"] == "12.5"
     assert values["llama3_1-8b.Server.min_duration"] == "0"
+
+
+def test_a_shortened_server_run_gets_one_pass_as_its_performance_set():
+    """LoadGen's equal-issue mode issues whole passes over the performance set: 2000 samples at 12 qps
+    would make a 15-s run last 167 s."""
+    from harness.run.settings import one_pass_samples, submission_server_user_conf
+    assert one_pass_samples(2000, 12.0, 15000) == 180
+    assert one_pass_samples(2000, 12.3, 15000) == 185  # rounded up: the run is at least as long as asked
+    assert one_pass_samples(100, 12.0, 15000) == 100 and one_pass_samples(100, 0.01, 1000) == 1
+    values = _values(submission_server_user_conf("llama3_1-8b", 25.0, 60000, 2000, "a test"))
+    assert values["llama3_1-8b.*.performance_sample_count_override"] == "1500"
+    assert values["llama3_1-8b.Server.min_duration"] == "60000" and values["llama3_1-8b.Server.target_qps"] == "25.0"
+    # the benchmark's whole dataset is a submission's set: left to mlperf.conf, however long that makes the run
+    full = _values(submission_server_user_conf("llama3_1-8b", 12.0, 600000, 13368, "a test"))
+    assert "llama3_1-8b.*.performance_sample_count_override" not in full

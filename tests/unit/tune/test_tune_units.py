@@ -118,3 +118,32 @@ def test_preset_records_the_given_commit_else_the_code_revision(tmp_path):
     assert given["commit"] == "c0feb4f"
     assert json.loads((tmp_path / "a.json").read_text())["commit"] == "c0feb4f"
     assert write_preset(tmp_path / "b.json", **common)["commit"] == code_revision()
+
+
+def test_a_failed_confirm_keeps_its_verdict_when_the_next_attempt_does_not_fit(tmp_path):
+    """The confirming run near the knee drains long (a GPU check rehearsal: 124 s for a 60-s run), so
+    the lower second attempt may not fit the budget: the INVALID that was measured must stay."""
+    from harness.tune.find_qps import Search, build_parser
+    from harness.tune.live import Live
+
+    class Runner:
+        samples = 100
+
+        def run(self, p, scenario, conf):
+            p.wall_s = p.duration_ms / 1000 + (15 if p.kind == "confirm" else 1)
+            if p.kind == "offline":
+                p.samples_per_s = 100.0
+                return p
+            p.ratio, p.ttft_p99_ms, p.tpot_p99_ms = p.qps / 80, 1, 1
+            p.validity = "INVALID" if p.kind == "confirm" else "VALID"
+            return p
+
+    args = build_parser().parse_args(["--workers", "w", "--dataset", "d", "--budget-s", "55", "--max-probes", "4",
+                                      "--probe-duration-ms", "1000", "--confirm-duration-ms", "20000",
+                                      "--margin", "0.05", "--quiet"])
+    result = Search(args, State(tmp_path / "s.json", {}), Runner(), Live("t", 4, 55, quiet=True)).run()
+    confirm = result["confirm"]
+    assert confirm["validity"] == "INVALID" and result["found_qps"] == pytest.approx(result["best_pass_qps"] * 0.95,
+                                                                                     abs=1e-3)
+    assert confirm["next"]["validity"] == "NOT RUN" and "budget" in confirm["next"]["reason"]
+    assert confirm["next"]["qps"] == pytest.approx(result["found_qps"] * 0.95, abs=1e-3)

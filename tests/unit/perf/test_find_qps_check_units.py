@@ -1,0 +1,93 @@
+"""The find-qps check's grid arithmetic, its projection and its flags (no processes)."""
+from __future__ import annotations
+
+import pytest
+
+from harness.perf import find_qps_check as fc
+
+
+@pytest.mark.parametrize("found, runs, step", [
+    (100.0, 1, 100.0),   # at the upper bound: the grid's first run is VALID
+    (120.0, 1, 100.0),   # above it (a Server run can't beat Offline, but the sum must not break)
+    (99.9, 2, 95.0),     # just below the top: the next step down
+    (95.0, 2, 95.0),     # exactly on a step counts that step
+    (90.0, 3, 90.0),     # 1 - 2 x 0.05 in floating point is still the 90 % step
+    (76.0, 6, 75.0),
+    (5.0, 20, 5.0),      # the lowest step: every step of the grid
+    (5.5, 20, 5.0),
+    (4.0, 20, None),     # below the lowest step: the grid never reaches it
+])
+def test_grid_steps_walk_down_from_the_bound_to_the_found_value(found, runs, step):
+    got_runs, got_step = fc.grid_steps(100.0, found)
+    assert got_runs == runs
+    assert got_step == pytest.approx(step) if step is not None else got_step is None
+
+
+def test_grid_estimate_prices_each_run_at_its_length_plus_the_measured_overhead():
+    g = fc.grid_estimate(100.0, 76.0, True, 60.0, 8.0)
+    assert g["runs"] == 6 and g["estimate_s"] == pytest.approx(6 * 68.0)
+    # found x 1.10 = 83.6 was INVALID: a grid could stop at 80 at the earliest (5 runs)
+    assert g["fewest_runs"] == 5 and g["fewest_s"] == pytest.approx(5 * 68.0)
+    assert "6 run(s) x (60 s + 8.0 s overhead)" in g["how"]
+    assert g["up_runs"] == 16 and g["up_s"] == pytest.approx(16 * 68.0)  # 5 % .. 75 % VALID, then 80 % INVALID
+    top = fc.grid_estimate(100.0, 100.0, True, 60.0, 8.0)
+    assert top["runs"] == top["fewest_runs"] == 1 and top["estimate_s"] == pytest.approx(68.0)
+    assert top["up_runs"] == 20  # every step VALID, none above the bound to fail
+    lowest = fc.grid_estimate(100.0, 5.0, True, 60.0, 8.0)
+    assert lowest["runs"] == 20 and lowest["up_runs"] == 2  # the lowest step VALID, 10 % INVALID
+    below = fc.grid_estimate(100.0, 4.0, True, 60.0, 8.0)
+    assert below["runs"] == 20 and below["step_qps"] is None and below["up_runs"] == 1
+    unknown = fc.grid_estimate(100.0, 76.0, False, 60.0, 8.0)  # +10 % was VALID: no lower bound
+    assert unknown["fewest_runs"] is None and unknown["fewest_s"] is None
+
+
+def test_the_projection_keeps_each_runs_overhead_and_scales_its_length():
+    probes = [{"kind": "offline", "duration_ms": 0, "wall_s": 20.0},
+              {"kind": "probe", "duration_ms": 15000, "wall_s": 25.0},
+              {"kind": "repeat", "duration_ms": 30000, "wall_s": 41.0},
+              {"kind": "confirm", "duration_ms": 60000, "wall_s": 72.0}]
+    assert fc.full_length(probes) == pytest.approx(20 + (60 + 10) + (120 + 11) + (600 + 12))
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--model", "m", "--bogus"], "--bogus"),
+    (["--model", "m", "--probe-duration-ms", "0"], "--probe-duration-ms"),
+    (["--model", "m", "--engine", "nope"], "--engine"),
+])
+def test_bad_flags_are_one_line_and_exit_2(argv, words, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        fc.main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and words in err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--model", "/no/such/model"], "--model /no/such/model: not a directory"),
+    (["--engine", "sim", "--model", "sim", "--dataset", "/no/such.json"], "--dataset /no/such.json"),
+    (["--engine", "sim", "--model", "sim", "--find-qps-arg=--budget-s=5"], "sets --budget-s itself"),
+])
+def test_bad_values_are_one_line_and_exit_2(argv, words, capsys):
+    assert fc.main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and words in err
+
+
+def test_the_device_comes_from_the_runs_manifest(tmp_path):
+    import json
+    cases = {"vllm": ({"engine_args": {"device_name": "NVIDIA H100 80GB HBM3"}, "versions": {"node.gpu": "x"}},
+                      "NVIDIA H100 80GB HBM3"),
+             "nvml": ({"engine_args": {}, "versions": {"node.gpu": "NVIDIA H200"}}, "NVIDIA H200"),
+             "sim": ({"simulated": True, "versions": {"node.gpu": "NVIDIA H200"}}, "cpu/sim"),
+             "none": ({}, "unknown")}
+    for name, (worker, expected) in cases.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"workers": [worker]}))
+        assert fc.device_of(str(tmp_path / name)) == expected
+
+
+def test_the_search_budget_shrinks_so_that_the_check_ends_by_its_deadline():
+    args = fc.build_parser().parse_args(["--model", "m"])  # 300 s asked, 540 s deadline, 60 s runs
+    assert fc.search_budget(args, 80.0) == 300  # a worker up and warm in 80 s: all of it fits
+    assert fc.search_budget(args, 150.0) == int(540 - 150 - 60 - fc.AFTER_SEARCH_S)
+    with pytest.raises(RuntimeError, match="--deadline-s 540: 450 s gone"):
+        fc.search_budget(args, 450.0)
