@@ -204,7 +204,8 @@ def run_harness(addresses, dataset, samples, scenario, workdir, extra=(), qps=No
     run_dir, results = harness_run(addresses, dataset, samples, scenario, workdir, qps or 1, extra,
                                    force_output_tokens=forced)
     ns = 1e-6
-    dispatch = json.loads((run_dir / "manifest.json").read_text()).get("dispatch", {})
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    dispatch = manifest.get("dispatch", {})
     return {"tokens_per_s": results.get("result_tokens_per_second") or results.get("result_completed_tokens_per_second"),
             "dispatch": {key: dispatch.get(key) for key in ("stolen", "hedged", "wasted_output_tokens", "output_tokens",
                                                             "wasted_fraction", "requests_run_more_than_once")},
@@ -215,6 +216,7 @@ def run_harness(addresses, dataset, samples, scenario, workdir, extra=(), qps=No
             "ttft_p99_ms": ns * results.get("result_first_token_99.00_percentile_latency_ns", 0),
             "tpot_p50_ms": ns * results.get("result_time_per_output_token_50.00_percentile_ns", 0),
             "tpot_p99_ms": ns * results.get("result_time_per_output_token_99.00_percentile_ns", 0),
+            "end_game": manifest.get("end_game"),  # every move and its why: the run dir is temporary
             "run_dir": str(run_dir)}
 
 
