@@ -29,6 +29,7 @@ import tempfile
 import time
 
 from harness.artifacts.dataset import DatasetError, load_dataset
+from harness.artifacts.metrics import summary_metrics
 from harness.benchmarks.scenarios import SCENARIOS
 from harness.perf.gpu_suite import ROOT
 from harness.perf.stamp import commit_arg, device_slug, git_commit, revision_tag
@@ -149,10 +150,9 @@ def server_run(args, address: str, dataset: pathlib.Path, samples: int, qps: flo
     start = time.monotonic()
     run_dir, results = run_harness([address], dataset, samples, args.scenario, work, qps, args.harness_arg,
                                    conf_text=conf, output=work / "runs", force_output_tokens=args.force_output_tokens)
-    ns = 1e-6
+    metrics = summary_metrics(results)
     return {"qps": qps, "validity": str(results.get("result_validity", "MISSING")), "run_dir": str(run_dir),
-            "ttft_p99_ms": ns * float(results.get("result_first_token_99.00_percentile_latency_ns", 0)),
-            "tpot_p99_ms": ns * float(results.get("result_time_per_output_token_99.00_percentile_ns", 0)),
+            "ttft_p99_ms": metrics["ttft_p99_ms"] or 0.0, "tpot_p99_ms": metrics["tpot_p99_ms"] or 0.0,
             "duration_ms": args.confirm_duration_ms, "wall_s": round(time.monotonic() - start, 2)}
 
 
