@@ -8,7 +8,7 @@ coordinator's. Keys: LoadGen's sample id for the coordinator's sample stages, th
 the sample id as `aux` at `send`) for the link and worker stages.
 
 An environment variable because it must reach workers started by any launcher, unchanged; DIR is
-made absolute and checked once at start (a worker may run elsewhere, and a bad DIR found only at
+made absolute and checked once at start (a launcher may start a worker in another directory; a bad DIR found only at
 exit loses the run's trace). Nothing is written during the run: a tracer that flushed to disk
 in-run caused the 40-100 ms pauses it was looking for. A row is one `array.extend` of a tuple, a
 single C call that holds the GIL throughout, so ISSUE (LoadGen's thread) and the others (the loop
