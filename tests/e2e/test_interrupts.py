@@ -138,7 +138,7 @@ def test_sigterm_while_connecting_to_workers(inputs, tmp_path):
     command = [sys.executable, "-m", "harness", "--quiet", "--workers", "127.0.0.1:9", "--dataset", str(dataset),
                "--user-conf", str(conf), "--output", str(tmp_path / "runs")]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=dict(os.environ, PYTHONPATH=str(REPO), **env), start_new_session=True)
+                               env=dict(os.environ, PYTHONPATH=str(REPO)), start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
