@@ -34,7 +34,8 @@ class LoadGenResponder:
         self.lg = lg
 
     def first_token(self, query: Query, tokens: bytes) -> None:
-        stage_trace.mark(stage_trace.FIRST_TOKEN, query.sample_id)
+        if stage_trace.TRACE.enabled:
+            stage_trace.mark(stage_trace.FIRST_TOKEN, query.sample_id)
         ids = unpack_tokens(tokens)
         self.lg.FirstTokenComplete([self.lg.QuerySampleResponse(query.sample_id, ids.ctypes.data, ids.nbytes, len(ids))])
 

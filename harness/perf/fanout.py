@@ -200,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         bench.stop()
     print("(SIMULATED engines: dispatch and coordinator figures, not GPU results)")
     if args.stage_trace and pathlib.Path(args.stage_trace).is_dir():  # the workers wrote theirs when stopped
-        for report in stages.analyse(pathlib.Path(args.stage_trace)):
+        files, problems = stages.read_directory(pathlib.Path(args.stage_trace))
+        for problem in problems:
+            print(f"warning: {problem}", flush=True)
+        for report in stages.analyse_files(files):
             print(stages.render(report))
     if args.results:
         pathlib.Path(args.results).write_text(json.dumps(results, indent=2))

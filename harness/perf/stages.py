@@ -2,37 +2,77 @@
 
 python -m harness.perf.stages DIR [--json FILE]
 
-DIR holds `stages-<pid>.csv` files: one from each coordinator run (it has `issue` records) and
-one from each worker. For each coordinator run with first tokens (Server-like scenarios), every
+DIR holds `stages-<pid>.bin` files (format: `sut.stage_trace`): one from each coordinator run (it
+has `issue` records) and one from each worker. For each coordinator run with first tokens (Server-like scenarios), every
 sample's path is joined: issue -> submit (on the SUT loop) -> send (to a link) -> written (the
 gRPC write returned) -> w_received (the worker read it) -> w_first (the engine's first token) ->
 w_sent (the worker handed it to gRPC) -> read (the coordinator read it) -> first_token (to
 LoadGen). A worker serves several runs, so only its records inside the run's time span count.
 Also shown: each process's longest pauses (no record at all while samples flowed), which tell a
 process that stopped (descheduled, a pause of its own) from work that queued behind others.
+A file cut short (a process killed while writing it) or with a bad record is one line on stderr
+naming the file and the record; what came before it is analysed, and the exit status is 2.
 """
 from __future__ import annotations
 
 import argparse
 import collections
-import csv
 import json
 import pathlib
+import sys
 
 import numpy as np
 
-from sut.stage_trace import (FILE_PREFIX, FIRST_TOKEN, ISSUE, READ_FIRST, SEND, SUBMIT, W_FIRST, W_RECEIVED,
-                             W_SENT, WRITTEN)
+from sut.stage_trace import (DROPPED, FIELDS, FILE_PREFIX, FILE_SUFFIX, FIRST_TOKEN, ISSUE, MAGIC, READ_FIRST,
+                             ROW_BYTES, SEND, STAGES, SUBMIT, W_FIRST, W_RECEIVED, W_SENT, WRITTEN)
 
 PATH = (ISSUE, SUBMIT, SEND, WRITTEN, W_RECEIVED, W_FIRST, W_SENT, READ_FIRST, FIRST_TOKEN)
 SAMPLE_STAGES = (ISSUE, SUBMIT, FIRST_TOKEN)  # keyed by LoadGen's sample id; the others by request id
 PAUSE_MS = 20.0
 
 
+class TraceFileError(ValueError):
+    """A trace file that is not whole; `records` holds what came before the fault."""
+
+    def __init__(self, message: str, records: list):
+        super().__init__(message)
+        self.records = records
+
+
 def read_records(path: pathlib.Path) -> list[tuple[str, int, int, int]]:
-    with open(path, newline="") as handle:
-        return [(row["stage"], int(row["key"]), int(row["aux"]), int(row["t_ns"])) for row in csv.DictReader(handle)
-                if row["stage"] != "dropped"]
+    data = path.read_bytes()
+    if len(data) < len(MAGIC) and MAGIC.startswith(data):
+        raise TraceFileError(f"{path}: cut short in its header ({len(data)} of {len(MAGIC)} bytes); no records", [])
+    if not data.startswith(MAGIC):
+        raise TraceFileError(f"{path}: not a stage trace of this machine's byte order (no {MAGIC!r} header)", [])
+    body = memoryview(data)[len(MAGIC):]
+    whole = len(body) // ROW_BYTES
+    rows = np.frombuffer(body[:whole * ROW_BYTES], dtype=np.int64).reshape(whole, FIELDS)
+    bad = np.flatnonzero((rows[:, 0] != DROPPED) & ((rows[:, 0] < 0) | (rows[:, 0] >= len(STAGES))))
+    good = rows[:bad[0]] if len(bad) else rows
+    records = [(STAGES[c], k, a, t) for c, k, a, t in good.tolist() if c != DROPPED]
+    if len(bad):
+        raise TraceFileError(f"{path}: record {bad[0]} (byte {len(MAGIC) + bad[0] * ROW_BYTES}) has no stage "
+                             f"{rows[bad[0], 0]}; the {bad[0]} records before it are used", records)
+    if len(body) % ROW_BYTES:
+        raise TraceFileError(f"{path}: cut short in record {whole} (byte {len(MAGIC) + whole * ROW_BYTES}, "
+                             f"{len(body) % ROW_BYTES} of {ROW_BYTES} bytes); the {whole} records before it are used",
+                             records)
+    return records
+
+
+def read_directory(directory: pathlib.Path) -> tuple[dict[pathlib.Path, list], list[str]]:
+    """Every trace file's records (what is readable of a faulty one) and one line per faulty file."""
+    files, problems = {}, []
+    for path in sorted(directory.glob(f"{FILE_PREFIX}*{FILE_SUFFIX}")):
+        try:
+            files[path] = read_records(path)
+        except TraceFileError as exc:
+            files[path] = exc.records
+            problems.append(str(exc))
+        except OSError as exc:
+            problems.append(f"{path}: cannot be read: {exc.strerror or exc}")
+    return files, problems
 
 
 def sample_paths(coordinator: list, workers: list[list]) -> dict[int, dict[str, int]]:
@@ -85,7 +125,10 @@ def pauses(records: list, start: int, end: int, limit_ms: float = PAUSE_MS, keep
 
 
 def analyse(directory: pathlib.Path) -> list[dict]:
-    files = {path: read_records(path) for path in sorted(directory.glob(f"{FILE_PREFIX}*.csv"))}
+    return analyse_files(read_directory(directory)[0])
+
+
+def analyse_files(files: dict[pathlib.Path, list]) -> list[dict]:
     coordinators = {p: r for p, r in files.items() if any(stage == ISSUE for stage, *_ in r)}
     workers = {p: r for p, r in files.items() if p not in coordinators}
     reports = []
@@ -121,14 +164,17 @@ def main(argv: list[str] | None = None) -> int:
     directory = pathlib.Path(args.directory)
     if not directory.is_dir():
         parser.error(f"{directory}: no such directory")
-    reports = analyse(directory)
+    files, problems = read_directory(directory)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    reports = analyse_files(files)
     if not reports:
-        parser.error(f"{directory}: no coordinator trace (stages-*.csv with issue records)")
+        parser.error(f"{directory}: no coordinator trace ({FILE_PREFIX}*{FILE_SUFFIX} with issue records)")
     for report in reports:
         print(render(report))
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(reports, indent=2))
-    return 0
+    return 2 if problems else 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import urllib.parse
 import harness
 from harness.run.flags import SECRET_FLAGS
 from sut.build_info import source_revision
+from sut import stage_trace
 
 TRIGGER_ENV = "MLPERF_HARNESS_TRIGGER"    # manual (unset), scheduled or campaign: who started the run
 SCHEDULE_ENV = "MLPERF_HARNESS_SCHEDULE"  # the schedule's name when the scheduler started it
@@ -101,7 +102,9 @@ class Manifest:
         self.data = {"command": redacted_argv(sys.argv), "versions": package_versions(),
                      "git_revision": git_revision(), "host": socket.gethostname(), "started_at": now_iso(),
                      "trigger": os.environ.get(TRIGGER_ENV) or "manual",
-                     "schedule": os.environ.get(SCHEDULE_ENV) or None, **fields}
+                     "schedule": os.environ.get(SCHEDULE_ENV) or None,
+                     # tracing slows the coordinator (64 cores: Offline 15.7k -> 14.3k samples/s, p99 2.2 -> 4.5 ms)
+                     "stage_trace": str(stage_trace.TRACE.directory) if stage_trace.TRACE.enabled else None, **fields}
         self.write()
 
     @classmethod

@@ -40,6 +40,7 @@ from sut.cluster import ClusterSUT, ClusterUnavailable
 from sut.dispatch import DispatchLimits
 from sut.engines.base import SamplingParams
 from sut.dispatch.policies import create_policy
+from sut import stage_trace
 from sut.security import LinkSecurity, SecurityError
 from sut.wire import RequestTooLarge
 from sut.worker.launch import LaunchError
@@ -108,6 +109,7 @@ class FatalHandler:
                 print(f"\nERROR: {text}\nlogs kept in {self.run_dir}", file=sys.stderr, flush=True)
                 if self.local:
                     self.local.kill()
+                stage_trace.dump_quietly()  # os._exit skips atexit, where the trace is written
                 os._exit(self.finish(EXIT_CLUSTER))
 
 
@@ -330,6 +332,7 @@ def _start_test(lg, args, settings, dataset, perf_count, cluster, run_dir, audit
                 fatal.local.stop(grace_s=1.0)
             if audit_config.exists():
                 audit_config.unlink()
+            stage_trace.dump_quietly()  # hard_exit skips atexit, where the trace is written
             hard_exit(exit_code(guard.signum))
 
     # the dataset's millions of token ints sit in the old generation: every full collection during

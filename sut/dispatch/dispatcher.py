@@ -355,7 +355,8 @@ class Dispatcher:
         attempt = Attempt(request_id, query, worker, self.clock(), duplicate=duplicate)
         self.attempts[request_id] = attempt
         worker.add(attempt)
-        stage_trace.mark(stage_trace.SEND, request_id, query.sample_id)
+        if stage_trace.TRACE.enabled:
+            stage_trace.mark(stage_trace.SEND, request_id, query.sample_id)
         worker.link.send(pb.GenerateRequest(request_id=request_id, prompt=query.prompt, params=self.params_pb))
 
     def _finish_attempt(self, attempt: Attempt) -> None:

@@ -78,7 +78,8 @@ class BackendService(pb_grpc.BackendServicer):
                     tokens.extend(delta)
                     produced[0] += len(delta)
                     if first:
-                        stage_trace.mark(stage_trace.W_FIRST, req.request_id)
+                        if stage_trace.TRACE.enabled:
+                            stage_trace.mark(stage_trace.W_FIRST, req.request_id)
                         events.put_nowait(pb.Event(request_id=req.request_id,
                                                    first_token=pb.FirstToken(tokens=pack_tokens(tokens))))
                 if not tokens:
@@ -100,7 +101,8 @@ class BackendService(pb_grpc.BackendServicer):
         async def read_requests() -> None:
             async for message in request_iterator:
                 for req in message.requests:
-                    stage_trace.mark(stage_trace.W_RECEIVED, req.request_id)
+                    if stage_trace.TRACE.enabled:
+                        stage_trace.mark(stage_trace.W_RECEIVED, req.request_id)
                     if req.request_id in tasks:
                         reject(req.request_id, f"InvalidRequest: request id {req.request_id} is already in "
                                                f"flight on this stream")

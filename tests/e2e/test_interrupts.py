@@ -15,7 +15,9 @@ import pytest
 
 from helpers import REPO, group_alive, manifest_of, only_run_dir
 from harness.run.settings import short_run_user_conf
+from harness.perf.stages import read_records
 from harness.run.synthetic import synthetic_records
+from sut.stage_trace import ENV as STAGE_TRACE_ENV, FILE_PREFIX, FILE_SUFFIX, ISSUE
 
 SAMPLES = 64
 
@@ -29,13 +31,13 @@ def inputs(tmp_path):
     return dataset, conf
 
 
-def start(tmp_path, inputs, scenario: str) -> subprocess.Popen:
+def start(tmp_path, inputs, scenario: str, **env) -> subprocess.Popen:
     dataset, conf = inputs
     command = [sys.executable, "-m", "harness", "--quiet", "--scenario", scenario, "--local-engine", "sim",
                "--model", "sim", "--local-worker-args", "--step-ms 50 --max-seqs 4", "--dataset", str(dataset),
                "--user-conf", str(conf), "--output", str(tmp_path / "runs"), "--allow-invalid"]
     return subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(REPO)), start_new_session=True)
+                            env=dict(os.environ, PYTHONPATH=str(REPO), **env), start_new_session=True)
 
 
 def wait_running(process: subprocess.Popen, runs, timeout: float = 90) -> None:
@@ -99,14 +101,19 @@ def test_offline_signal_stops_the_run_and_keeps_loadgen_logs(signum, inputs, tmp
 
 def test_server_sigint_ends_within_the_bound_keeping_the_detail_log(inputs, tmp_path):
     """LoadGen keeps a Server schedule going until min_duration whatever the SUT answers: the run
-    ends 8 s after the signal without LoadGen's summary, the detail log so far kept."""
-    process = start(tmp_path, inputs, "Server")
+    ends 8 s after the signal without LoadGen's summary, the detail log so far kept, and the stage
+    trace written although the way out skips atexit."""
+    trace = tmp_path / "trace"
+    process = start(tmp_path, inputs, "Server", **{STAGE_TRACE_ENV: str(trace)})
     wait_running(process, tmp_path / "runs")
     elapsed = send_and_wait(process, signal.SIGINT)
     check_interrupted(process, tmp_path / "runs", signal.SIGINT, elapsed)
     run_dir = only_run_dir(tmp_path / "runs")
     assert (run_dir / "mlperf_log_detail.txt").stat().st_size > 0
     assert "LoadGen cannot end a Server schedule early" in (run_dir / "failure.txt").read_text()
+    coordinator = read_records(trace / f"{FILE_PREFIX}{process.pid}{FILE_SUFFIX}")
+    assert any(stage == ISSUE for stage, *_ in coordinator)
+    assert manifest_of(run_dir)["stage_trace"] == str(trace)
 
 
 def test_second_sigint_exits_at_once(inputs, tmp_path):

@@ -1,4 +1,7 @@
-"""harness.perf.stages: joins coordinator and worker traces into a per-stage breakdown."""
+"""harness.perf.stages: joins coordinator and worker traces into a per-stage breakdown; a file cut
+short or malformed is one line naming it and the record, exit 2, and what is whole is still analysed."""
+from array import array
+
 import pytest
 
 from harness.perf import stages
@@ -9,8 +12,10 @@ MS = 1_000_000
 
 
 def write_trace(directory, name, records):
-    path = directory / f"{stage_trace.FILE_PREFIX}{name}.csv"
-    path.write_text("stage,key,aux,t_ns\n" + "".join(f"{s},{k},{a},{t}\n" for s, k, a, t in records))
+    path = directory / f"{stage_trace.FILE_PREFIX}{name}{stage_trace.FILE_SUFFIX}"
+    rows = array("q", [v for s, k, a, t in records for v in (stage_trace.STAGES.index(s), k, a, t)])
+    path.write_bytes(stage_trace.MAGIC + rows.tobytes())
+    return path
 
 
 def traced_run(tmp_path, samples=200, slow_every=50):
@@ -34,8 +39,8 @@ def traced_run(tmp_path, samples=200, slow_every=50):
 def test_breakdown_puts_the_wait_in_its_stage(tmp_path):
     traced_run(tmp_path)
     reports = {r["coordinator"]: r for r in stages.analyse(tmp_path)}
-    assert reports["stages-3.csv"]["samples"] == 0
-    report = reports["stages-1.csv"]
+    assert reports["stages-3.bin"]["samples"] == 0
+    report = reports["stages-1.bin"]
     assert report["samples"] == 200 and report["incomplete"] == 0
     steps = report["steps"]
     assert steps["written->w_received"]["p50"] == pytest.approx(0.1)
@@ -58,3 +63,28 @@ def test_a_directory_without_a_coordinator_trace_is_a_usage_error(tmp_path, caps
     with pytest.raises(SystemExit) as exit_info:
         stages.main([str(tmp_path)])
     assert exit_info.value.code == 2 and "no coordinator trace" in capsys.readouterr().err
+
+
+def test_a_trace_cut_short_is_one_line_naming_the_file_and_record_and_the_rest_is_analysed(tmp_path, capsys):
+    traced_run(tmp_path)
+    worker = tmp_path / "stages-2.bin"
+    worker.write_bytes(worker.read_bytes()[:-5])  # killed while writing its last record
+    assert stages.main([str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    [line] = captured.err.splitlines()
+    assert str(worker) in line and "cut short in record 799" in line, line
+    assert "stages-1.bin: 199 samples" in captured.out  # the last sample lost its w_sent only
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda data: data[:3], "cut short in its header"),
+    (lambda data: b"stage,key,aux,t_ns\n" + data, "not a stage trace"),
+    (lambda data: data[:8 + 32 * 5] + (99).to_bytes(8, "little") + data[8 + 32 * 5 + 8:], "record 5 "),
+])
+def test_a_malformed_trace_is_one_line_and_exit_2(tmp_path, capsys, damage, expected):
+    traced_run(tmp_path)
+    worker = tmp_path / "stages-2.bin"
+    worker.write_bytes(damage(worker.read_bytes()))
+    assert stages.main([str(tmp_path)]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: {worker}: ") and expected in line, line
