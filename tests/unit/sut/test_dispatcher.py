@@ -221,6 +221,10 @@ def test_an_idle_worker_duplicates_a_long_running_request_and_the_first_completi
     d.on_events(slow, [cancelled(rs, 5)])
     assert d.counters["wasted_output_tokens"] == 5
     assert d.workers[1].stats["wasted_output_tokens"] == 5
+    move = d.record()["end_game"]["moves"][-1]  # the estimate beside what happened: copy won, the original lost 5
+    assert move["won"] == "copy" and move["loser_tokens"] == 5 and move["decided_s"] > move["t_s"]
+    assert move["original_remaining_s"] > move["copy_s"] > 0
+    assert [w["last_completion_s"] for w in d.snapshot()["workers"]] == [move["decided_s"], 6.4]
 
 
 def test_no_duplicate_when_the_original_will_finish_about_as_soon_as_a_copy():
