@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 RATE_WINDOW_S = 5.0
-TAIL_POINTS = 16  # the last completions whose (first token, completion) times show the current pace
+TAIL_POINTS = 16  # at least the last completions whose (first token, completion) times show the current pace
+TAIL_KEPT = 256  # more when those started together (one prefill step starts up to a dozen requests)
 STAT_KEYS = ("completed", "output_tokens", "failures", "reissued", "stolen_from", "stolen_to", "hedged_to",
              "duplicates_dropped", "wasted_output_tokens", "cancelled", "violations", "unanswered", "peak_in_flight")
 
@@ -96,7 +97,8 @@ class WorkerLedger:
         self._first_completion: float | None = None
         self._last_rate: float | None = None
         self.last_completion_at: float | None = None  # when its last answer came: where its tail ended
-        self._tail: collections.deque[tuple[float, float]] = collections.deque(maxlen=TAIL_POINTS)
+        self._tail: collections.deque[tuple[float, float]] = collections.deque(maxlen=TAIL_KEPT)
+        self._pace: tuple | None = None  # the line drain_finish extends, until the next completion
 
     @property
     def address(self) -> str:
@@ -143,6 +145,7 @@ class WorkerLedger:
         if attempt.first_token_at is not None:
             self.decode_s.add(now - attempt.first_token_at)
             self._tail.append((attempt.first_token_at, now))
+            self._pace = None
         if self._first_completion is None:
             self._first_completion = now
         self._completions.append(now)
@@ -181,14 +184,21 @@ class WorkerLedger:
         last completions: requests of one length finish in the order they started, and a worker that
         has no new prompts to prefill decodes its last ones several times faster than under full load,
         so the completion time as a function of the first-token time flattens (slope under 1). The
-        line through the first and last of the recent (first token, completion) points, extended.
-        None with fewer than two points or no spread in their first tokens."""
-        if len(self._tail) < 2:
+        line through the earliest- and latest-started of the last TAIL_POINTS completions (more, back
+        to the first whose first token differs, when those all started in one step), extended. None
+        with no spread in their first tokens, or when a later start finished first (unequal lengths)."""
+        if self._pace is None:
+            recent: list[tuple[float, float]] = []
+            for point in reversed(self._tail):  # newest first
+                recent.append(point)
+                if len(recent) >= TAIL_POINTS and max(recent)[0] - min(recent)[0] > 1e-3:
+                    break
+            (s0, c0), (s1, c1) = min(recent, default=(0.0, 0.0)), max(recent, default=(0.0, 0.0))
+            self._pace = (s1, c1, (c1 - c0) / (s1 - s0)) if s1 - s0 > 1e-3 and c1 >= c0 else ()
+        if not self._pace:
             return None
-        (s0, c0), (s1, c1) = min(self._tail), max(self._tail)
-        if s1 - s0 <= 1e-3 or c1 < c0:
-            return None
-        return c1 + (c1 - c0) / (s1 - s0) * (first_token_at - s1)
+        s1, c1, slope = self._pace
+        return c1 + slope * (first_token_at - s1)
 
     def expected_fresh_s(self) -> float | None:
         """How long a request sent here now would take: its fastest first token plus its decode time."""

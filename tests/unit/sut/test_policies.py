@@ -129,6 +129,11 @@ def test_a_draining_worker_is_expected_to_finish_at_the_pace_of_its_last_complet
     late.first_token_at = 6.5
     # the line through (4.0, 16.0) and (5.5, 16.375) puts its end at 16.625: 0.6 s from now, not 12 - 10 = 2 s
     assert worker.expected_remaining_s(late, now=16.0) == pytest.approx(0.625, abs=0.01)
+    for k in range(20):  # twenty that started in one prefill step and finished in one step: the line
+        attempt = Attempt(2000 + k, Query(k, k, b"", 10, 138), worker, sent_at=5.6)  # reaches back past them
+        attempt.first_token_at = 5.6
+        worker.finished(attempt, 16.4)
+    assert worker.drain_finish(6.5) == pytest.approx(16.4 + (16.4 - 16.375) / 0.1 * 0.9, abs=0.01)
     for k in range(56, 72):  # outputs of unequal length: a later start finished first, no line to draw
         attempt = Attempt(k, Query(k, k, b"", 10, 138), worker, sent_at=k * 0.1)
         attempt.first_token_at = k * 0.1
