@@ -6,6 +6,8 @@ a  two workers at speeds 1 : 2.7, Offline: makespan against the ideal (total wor
    workers' solo rates), beside static halves (each worker given half the samples); the waste
 e  the same with two equal workers (the end game must waste almost nothing)
 k  equal speed, capacities 64 : 8 (the big worker's credits hoard work the small one must take)
+u  the GPU suite's unequal part in the sim: equal speed, 512 : 32 sequences, prefill the larger part
+   of a step's cost (GPU_LIKE), 2000 samples: the small worker runs dry while the big one drains
    (a and e use sim workers that schedule like vLLM: a waiting queue, chunked prefill)
 b  16 workers of mixed speeds: Offline against the ideal; Server at 70 % of their summed rate
 c  coordinator ceiling with instant engines: Offline samples/s (goal >= 5000) and the latency a
@@ -37,6 +39,12 @@ SIM = ["--step-ms", "10", "--step-ms-per-seq", "0.05", "--max-seqs", "64", "--pr
 # token budget, and a step costs more the more it carries, so a duplicate takes time from real work
 VLLM_LIKE = ["--max-seqs", "64", "--max-batched-tokens", "2048", "--prefill-tps", "100000", "--step-ms", "5",
              "--step-ms-per-seq", "0.1"]
+# llama3.1-8b on an H100 with ~1000-token prompts and 128 output tokens, roughly: a decode step reads the
+# weights (6 ms) and each sequence's KV (0.1 ms), a prompt prefills at 40k tokens/s in 16k-token steps,
+# so a loaded step is mostly prefill and a draining worker decodes its last requests several times faster;
+# 512 : 32 sequences (the GPU suite's unequal part) give about 1.7 : 1 solo rates
+GPU_LIKE = ["--max-seqs", "512", "--max-batched-tokens", "16384", "--prefill-tps", "40000", "--step-ms", "6",
+            "--step-ms-per-seq", "0.1"]
 
 
 class Bench:
@@ -99,6 +107,7 @@ def pair(bench: Bench, speeds: tuple[float, float], samples: int, flags=VLLM_LIK
             "pull_makespan_s": pulled["makespan_s"], "pull_efficiency": ideal / pulled["makespan_s"],
             "static_halves_makespan_s": static, "static_efficiency": ideal / static,
             "samples_per_worker": [w["completed"] for w in dispatch["workers"]],
+            "last_completion_s": [w.get("last_completion_s") for w in dispatch["workers"]],
             "stolen": dispatch.get("stolen", 0), "hedged": dispatch.get("hedged", 0),
             "wasted_output_tokens": dispatch.get("wasted_output_tokens", 0),
             "waste_fraction": dispatch.get("wasted_output_tokens", 0) / max(1, dispatch.get("output_tokens", 0)),
@@ -108,7 +117,7 @@ def pair(bench: Bench, speeds: tuple[float, float], samples: int, flags=VLLM_LIK
 def _pair_line(label: str, r: dict) -> str:
     return (f"{label}   ideal {r['ideal_makespan_s']:.1f} s   pull {r['pull_makespan_s']:.1f} s (efficiency "
             f"{r['pull_efficiency']:.3f}; split {r['samples_per_worker']}, stolen {r['stolen']}, duplicated "
-            f"{r['hedged']}, waste {100 * r['waste_fraction']:.2f} %)   static halves {r['static_halves_makespan_s']:.1f} s "
+            f"{r['hedged']}, waste {100 * r['waste_fraction']:.2f} %, last answers at {r['last_completion_s']} s)   static halves {r['static_halves_makespan_s']:.1f} s "
             f"(efficiency {r['static_efficiency']:.3f})")
 
 
@@ -160,7 +169,7 @@ def _ceiling_line(label: str, c: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--parts", default="a,e,k,b,c,t")
+    p.add_argument("--parts", default="a,e,k,u,b,c,t")
     p.add_argument("--samples", type=int, default=1500, help="part a (part b uses 3x)")
     p.add_argument("--results", default=None)
     p.add_argument("--stage-trace", default=None, metavar="DIR",
@@ -181,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         if "k" in parts:
             results["k"] = pair(bench, (1.0, 1.0), args.samples, second_flags=("--max-seqs", "8"))
             print(_pair_line("k  max-seqs 64 : 8 (goal >= 0.95)", results["k"]), flush=True)
+        if "u" in parts:
+            results["u"] = pair(bench, (1.0, 1.0), 2000, flags=GPU_LIKE, second_flags=("--max-seqs", "32"))
+            print(_pair_line("u  GPU-like, max-seqs 512 : 32 (goal >= 0.95, waste <= 1 %)", results["u"]), flush=True)
         if "b" in parts:
             results["b"] = b = part_b(bench, 3 * args.samples)
             print(f"b  16 workers       Offline efficiency {b['offline_efficiency']:.3f}   Server at "

@@ -60,7 +60,7 @@ class Dispatcher:
         self._ledger = {id(worker.link): worker for worker in self.workers}
         self.pending: collections.deque[Query] = collections.deque()
         self.attempts: dict[int, Attempt] = {}  # insertion order is send order: deadlines expire in order
-        self._cancelled: dict[int, WorkerLedger] = {}  # cancelled attempts whose waste is not reported yet
+        self._cancelled: dict[int, tuple[WorkerLedger, Query]] = {}  # cancelled, waste not reported yet
         self._ids = itertools.count(1)
         self.outstanding = 0
         self.counters = {"issued": 0, "completed": 0, "output_tokens": 0, "duplicates_dropped": 0,
@@ -162,7 +162,7 @@ class Dispatcher:
         worker = self._ledger[id(link)]
         if worker.in_flight:
             self.unproductive(worker, f"lost with work in flight ({reason})")
-        self._cancelled = {rid: owner for rid, owner in self._cancelled.items() if owner is not worker}
+        self._cancelled = {rid: item for rid, item in self._cancelled.items() if item[0] is not worker}
         requeue = []
         for attempt in worker.clear():
             self.attempts.pop(attempt.request_id, None)
@@ -226,6 +226,9 @@ class Dispatcher:
             self.counters["output_tokens"] += n_tokens
             for other in list(query.live):
                 self.cancel_attempt(other)
+            if query.move and query.move["kind"] == MoveKind.DUPLICATE.value:  # how the estimate turned out
+                query.move["won"] = "copy" if attempt.duplicate else "original"
+                query.move["decided_s"] = round(now - self.started_at, 3)
             completions.append((query, tokens))
         else:
             self.counters["errors"] += 1
@@ -295,10 +298,19 @@ class Dispatcher:
 
     def _on_stale_event(self, worker: WorkerLedger, event, kind: str) -> None:
         """An event for an attempt that is no longer live: a late duplicate or a cancelled one."""
+        owner, query = self._cancelled.get(event.request_id, (None, None))
         if kind == "completion":
-            self._count_waste(worker, token_count(event.completion.tokens), dropped=True)
-        elif kind == "cancelled" and self._cancelled.pop(event.request_id, None) is worker:
-            self._count_waste(worker, event.cancelled.generated_tokens)
+            tokens = token_count(event.completion.tokens)
+            self._count_waste(worker, tokens, dropped=True)
+        elif kind == "cancelled" and owner is worker:
+            tokens = event.cancelled.generated_tokens
+            self._count_waste(worker, tokens)
+        else:
+            return
+        if owner is worker:
+            del self._cancelled[event.request_id]
+            if query.move and "won" in query.move:  # the losing copy of a duplicated request
+                query.move["loser_tokens"] = tokens
 
     def _count_waste(self, worker: WorkerLedger, tokens: int, dropped: bool = False) -> None:
         if dropped:
@@ -343,10 +355,10 @@ class Dispatcher:
             move.to.stats["hedged_to"] += 1
             self.counters["hedged"] += 1
         self.send(query, move.to, duplicate=move.kind is MoveKind.DUPLICATE)
+        query.move = {"t_s": round(now - self.started_at, 3), "kind": move.kind.value, "sample": query.index,
+                      "from": source.name, "to": move.to.name, "why": move.reason, **move.estimate}
         if len(self.moves) < MOVES_KEPT:
-            self.moves.append({"t_s": round(now - self.started_at, 3), "kind": move.kind.value,
-                               "sample": query.index, "from": source.name, "to": move.to.name,
-                               "why": move.reason})
+            self.moves.append(query.move)
 
     def send(self, query: Query, worker: WorkerLedger, duplicate: bool = False) -> None:
         request_id = next(self._ids)
@@ -369,7 +381,7 @@ class Dispatcher:
         if attempt:
             self._finish_attempt(attempt)
             attempt.worker.stats["cancelled"] += 1
-            self._cancelled[request_id] = attempt.worker
+            self._cancelled[request_id] = (attempt.worker, attempt.query)
             attempt.worker.link.cancel(request_id)
 
     def requeue_front(self, queries: list[Query]) -> None:
@@ -389,7 +401,11 @@ class Dispatcher:
                 "outstanding": self.outstanding, **counters,
                 "requests_run_more_than_once": counters["hedged"] + counters["timed_out"],
                 "wasted_fraction": counters["wasted_output_tokens"] / max(1, counters["output_tokens"]),
-                "workers": [worker.snapshot() for worker in self.workers]}
+                "workers": [{**worker.snapshot(), "last_completion_s": self._since_start(worker.last_completion_at)}
+                            for worker in self.workers]}
+
+    def _since_start(self, at: float | None) -> float | None:
+        return None if at is None else round(at - self.started_at, 3)
 
     def record(self) -> dict:
         """For the manifest: every end-game move and every incident (the first ones in full)."""

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 RATE_WINDOW_S = 5.0
+TAIL_POINTS = 16  # at least the last completions whose (first token, completion) times show the current pace
+TAIL_KEPT = 256  # more when those started together (one prefill step starts up to a dozen requests)
 STAT_KEYS = ("completed", "output_tokens", "failures", "reissued", "stolen_from", "stolen_to", "hedged_to",
              "duplicates_dropped", "wasted_output_tokens", "cancelled", "violations", "unanswered", "peak_in_flight")
 
@@ -28,6 +30,7 @@ class Query:
     live: set = field(default_factory=set)  # request ids of attempts in flight
     first_token_sent: bool = False
     moved: bool = False  # stolen or duplicated once already: a query moves at most once
+    move: dict | None = None  # the manifest's record of its move: a duplicate's outcome is added there
     done: bool = False
     errors: list = field(default_factory=list)
 
@@ -93,6 +96,9 @@ class WorkerLedger:
         self._completions: collections.deque[float] = collections.deque()  # times, within RATE_WINDOW_S
         self._first_completion: float | None = None
         self._last_rate: float | None = None
+        self.last_completion_at: float | None = None  # when its last answer came: where its tail ended
+        self._tail: collections.deque[tuple[float, float]] = collections.deque(maxlen=TAIL_KEPT)
+        self._pace: tuple | None = None  # the line drain_finish extends, until the next completion
 
     @property
     def address(self) -> str:
@@ -138,9 +144,12 @@ class WorkerLedger:
     def finished(self, attempt: Attempt, now: float) -> None:
         if attempt.first_token_at is not None:
             self.decode_s.add(now - attempt.first_token_at)
+            self._tail.append((attempt.first_token_at, now))
+            self._pace = None
         if self._first_completion is None:
             self._first_completion = now
         self._completions.append(now)
+        self.last_completion_at = now
 
     def completion_rate(self, now: float) -> float | None:
         """Requests completed per second over the last RATE_WINDOW_S; a worker that has just run dry
@@ -160,10 +169,36 @@ class WorkerLedger:
         return lost
 
     def expected_remaining_s(self, attempt: Attempt, now: float) -> float | None:
-        """How long a started attempt still needs here, from this worker's measured decode time."""
+        """How long a started attempt still needs here: its measured decode time less what it has run,
+        or, when sooner, what the pace of the last completions gives (`drain_finish`)."""
         if self.decode_s.value is None or attempt.first_token_at is None:
             return None
-        return max(0.0, self.decode_s.value - (now - attempt.first_token_at))
+        remaining = self.decode_s.value - (now - attempt.first_token_at)
+        paced = self.drain_finish(attempt.first_token_at)
+        if paced is not None:
+            remaining = min(remaining, paced - now)
+        return max(0.0, remaining)
+
+    def drain_finish(self, first_token_at: float) -> float | None:
+        """When a request whose first token came at `first_token_at` is expected to complete, from the
+        last completions: requests of one length finish in the order they started, and a worker that
+        has no new prompts to prefill decodes its last ones several times faster than under full load,
+        so the completion time as a function of the first-token time flattens (slope under 1). The
+        line through the earliest- and latest-started of the last TAIL_POINTS completions (more, back
+        to the first whose first token differs, when those all started in one step), extended. None
+        with no spread in their first tokens, or when a later start finished first (unequal lengths)."""
+        if self._pace is None:
+            recent: list[tuple[float, float]] = []
+            for point in reversed(self._tail):  # newest first
+                recent.append(point)
+                if len(recent) >= TAIL_POINTS and max(recent)[0] - min(recent)[0] > 1e-3:
+                    break
+            (s0, c0), (s1, c1) = min(recent, default=(0.0, 0.0)), max(recent, default=(0.0, 0.0))
+            self._pace = (s1, c1, (c1 - c0) / (s1 - s0)) if s1 - s0 > 1e-3 and c1 >= c0 else ()
+        if not self._pace:
+            return None
+        s1, c1, slope = self._pace
+        return c1 + slope * (first_token_at - s1)
 
     def expected_fresh_s(self) -> float | None:
         """How long a request sent here now would take: its fastest first token plus its decode time."""

@@ -4,7 +4,7 @@ what a policy decides and records every move, so each decision can be read back 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from sut.dispatch.ledger import Attempt, Query, WorkerLedger
@@ -21,6 +21,7 @@ class Move:
     attempt: Attempt
     to: WorkerLedger
     reason: str
+    estimate: dict = field(default_factory=dict)  # the numbers behind `reason`, for the manifest
 
 
 class DispatchPolicy(Protocol):

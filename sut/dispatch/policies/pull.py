@@ -16,8 +16,13 @@ completion rate over the last seconds, and how long a started request takes ther
 - Duplicate: a worker with nothing at all in flight runs a second copy of a started request on
   another worker only when the copy is expected to finish well before the original (its fastest
   first token plus its decode time, times `duplicate_margin`, under the original's expected
-  remaining time). On equal workers this never holds, so nothing runs twice; a slow worker's
-  long tail goes to the idle fast one. The first answer wins and the other copy is cancelled.
+  remaining time), and only when every request there expected to outlast a copy gets one (they fit
+  in the idle worker's slots): copies of 32 of 350 long requests end nothing sooner, they only waste.
+  The original's remaining time is the sooner of its decode time less what it has run and the pace
+  of that worker's last completions (a worker that has no prompts left to prefill decodes its last
+  requests several times faster than under load). On equal workers nothing qualifies, so nothing runs
+  twice; a slow worker's long tail goes to the idle fast one. The first answer wins and the other
+  copy is cancelled; the manifest's move records the estimates and which copy won.
 A query moves at most once.
 """
 from __future__ import annotations
@@ -105,21 +110,35 @@ class PullPolicy:
         return moves
 
     def _duplicate(self, thief: WorkerLedger, workers, now: float, taken: set) -> list[Move]:
+        """Copies for every request of one victim expected to outlast a copy, or none: copies of some
+        of them cannot end the victim's work sooner (the others still run), they only waste."""
         copy_s = thief.expected_fresh_s()
         if copy_s is None:
             return []
-        candidates = []
+        moves: list[Move] = []
+        room = thief.capacity
         for victim in workers:
-            if victim is thief:
+            if victim is thief or not victim.in_flight:
                 continue
+            outlast, covered, unknown = [], 0, 0
             for attempt in victim.in_flight.values():
-                if attempt.query.moved or attempt.request_id in taken:
-                    continue
                 remaining = victim.expected_remaining_s(attempt, now)
-                if remaining is not None and remaining > self.duplicate_margin * copy_s:
-                    candidates.append((remaining, attempt))
-        candidates.sort(key=lambda item: item[0], reverse=True)
-        return [Move(MoveKind.DUPLICATE, attempt, thief,
-                     f"{thief.name} is idle; the original is expected to need {remaining:.2f} s more on "
-                     f"{attempt.worker.name}, a copy {copy_s:.2f} s")
-                for remaining, attempt in candidates[:thief.capacity]]
+                if remaining is None:  # not started: its end cannot be told, so nor can a copy's gain
+                    unknown += 1
+                elif remaining > self.duplicate_margin * copy_s:
+                    if attempt.query.moved or attempt.request_id in taken:
+                        covered += 1
+                    else:
+                        outlast.append((remaining, attempt))
+            if unknown or not outlast or len(outlast) > room:
+                continue
+            outlast.sort(key=lambda item: item[0], reverse=True)
+            room -= len(outlast)
+            for remaining, attempt in outlast:
+                moves.append(Move(MoveKind.DUPLICATE, attempt, thief,
+                                  f"{thief.name} is idle; the original is expected to need {remaining:.2f} s more on "
+                                  f"{victim.name}, a copy {copy_s:.2f} s; all {len(outlast) + covered} requests there "
+                                  f"expected to outlast a copy get one ({len(outlast)} of {thief.capacity} slots here)",
+                                  {"original_remaining_s": round(remaining, 3), "copy_s": round(copy_s, 3),
+                                   "outlasting": len(outlast) + covered, "victim_in_flight": len(victim.in_flight)}))
+        return moves

@@ -193,7 +193,8 @@ def test_a_worker_whose_queue_runs_dry_steals_queued_requests_from_the_one_finis
     assert d.counters["wasted_output_tokens"] == 0
 
 
-def test_an_idle_worker_duplicates_a_long_running_request_and_the_first_completion_wins():
+def _duplicated():
+    """fast (0.1 s a request) goes idle while slow (3 s) has just started its last request: a copy."""
     d, (fast, slow), rec, _, clock = make({"fast": 1, "slow": 1}, policy=PullPolicy(credit_factor=1.0), samples=6)
     d.submit([(i, i) for i in range(6)])
     for _ in range(2):  # teach the dispatcher: fast decodes in 0.1 s, slow in 3 s
@@ -213,14 +214,33 @@ def test_an_idle_worker_duplicates_a_long_running_request_and_the_first_completi
     clock.now += 0.2
     d.on_events(fast, [first_token(rf), completion(rf)])  # fast is idle now
     assert d.counters["hedged"] == 1
-    copy = fast.sent[-1]
     assert "idle" in d.record()["end_game"]["moves"][-1]["why"]
+    return d, fast, slow, clock, rs, fast.sent[-1]
+
+
+def test_an_idle_worker_duplicates_a_long_running_request_and_the_first_completion_wins():
+    d, fast, slow, clock, rs, copy = _duplicated()
     clock.now += 0.3
     d.on_events(fast, [first_token(copy), completion(copy)])
     assert slow.cancelled == [rs] and d.outstanding == 0
     d.on_events(slow, [cancelled(rs, 5)])
     assert d.counters["wasted_output_tokens"] == 5
     assert d.workers[1].stats["wasted_output_tokens"] == 5
+    move = d.record()["end_game"]["moves"][-1]  # the estimate beside what happened: copy won, the original lost 5
+    assert move["won"] == "copy" and move["loser_tokens"] == 5 and move["decided_s"] > move["t_s"]
+    assert move["original_remaining_s"] > move["copy_s"] > 0
+    assert [w["last_completion_s"] for w in d.snapshot()["workers"]] == [move["decided_s"], 6.4]
+
+
+def test_when_the_original_wins_the_copy_it_outran_is_recorded_as_the_loser():
+    d, fast, slow, clock, rs, copy = _duplicated()
+    clock.now += 0.1
+    d.on_events(slow, [completion(rs)])
+    assert fast.cancelled == [copy] and d.outstanding == 0
+    d.on_events(fast, [completion(copy, (7, 8, 9))])  # it finished before the cancel reached it: dropped
+    move = d.record()["end_game"]["moves"][-1]
+    assert move["won"] == "original" and move["loser_tokens"] == 3
+    assert d.counters["duplicates_dropped"] == 1 and d.counters["wasted_output_tokens"] == 3
 
 
 def test_no_duplicate_when_the_original_will_finish_about_as_soon_as_a_copy():

@@ -90,3 +90,52 @@ def test_least_work_balances_outstanding_work_per_capacity_and_has_no_end_game()
     load(big, 1, first_id=200)
     assert policy.choose(None, [big, small]) is small
     assert policy.end_game([big, small], now=0.0) == []
+
+
+def test_an_idle_worker_copies_nothing_when_more_requests_outlast_a_copy_than_it_has_slots():
+    """The unequal GPU pair (c0feb4f): the small worker (32 slots) ran dry while the big one drained
+    hundreds of long requests; copies of 32 of them could not end its work sooner, and 3,451 output
+    tokens were wasted."""
+    small = ledger("small", 32)
+    teach(small, 18.0, 1.7)
+    big = load(ledger("big", 512), 350, started=350, now=9.0, first_id=1000)
+    teach(big, 29.0, 12.0)
+    assert PullPolicy().end_game([small, big], now=10.0) == []
+    few = load(ledger("few", 512), 20, started=20, now=9.0, first_id=5000)  # 20 fit in 32 slots: all copied
+    teach(few, 29.0, 12.0)
+    moves = PullPolicy().end_game([small, few], now=10.0)
+    assert len(moves) == 20 and all(m.kind is MoveKind.DUPLICATE and m.to is small for m in moves)
+    assert all(m.estimate["outlasting"] == 20 and m.estimate["copy_s"] > 0 for m in moves)
+    assert "all 20 requests" in moves[0].reason
+
+
+def test_a_draining_worker_is_expected_to_finish_at_the_pace_of_its_last_completions():
+    """Under full load a request decodes in 12 s; once no new prompts come, the last ones finish four
+    times faster: the remaining time follows the recent completions, not the long-run decode time."""
+    worker = ledger("big", 512)
+    worker.min_ttft_s = 0.01
+    for k in range(40):  # started 0.1 s apart, decoded in 12 s under load
+        attempt = Attempt(k, Query(k, k, b"", 10, 138), worker, sent_at=k * 0.1)
+        attempt.first_token_at = k * 0.1
+        worker.finished(attempt, 12.0 + k * 0.1)
+    running = Attempt(999, Query(999, 999, b"", 10, 138), worker, sent_at=5.0)
+    running.first_token_at = 5.0
+    assert worker.expected_remaining_s(running, now=14.0) == pytest.approx(3.0, abs=0.05)  # steady: 12 s decode
+    for k in range(40, 56):  # draining: each 0.1 s of start spacing now ends 0.025 s apart
+        attempt = Attempt(k, Query(k, k, b"", 10, 138), worker, sent_at=k * 0.1)
+        attempt.first_token_at = k * 0.1
+        worker.finished(attempt, 16.0 + (k - 40) * 0.025)
+    late = Attempt(1000, Query(1000, 1000, b"", 10, 138), worker, sent_at=6.5)
+    late.first_token_at = 6.5
+    # the line through (4.0, 16.0) and (5.5, 16.375) puts its end at 16.625: 0.6 s from now, not 12 - 10 = 2 s
+    assert worker.expected_remaining_s(late, now=16.0) == pytest.approx(0.625, abs=0.01)
+    for k in range(20):  # twenty that started in one prefill step and finished in one step: the line
+        attempt = Attempt(2000 + k, Query(k, k, b"", 10, 138), worker, sent_at=5.6)  # reaches back past them
+        attempt.first_token_at = 5.6
+        worker.finished(attempt, 16.4)
+    assert worker.drain_finish(6.5) == pytest.approx(16.4 + (16.4 - 16.375) / 0.1 * 0.9, abs=0.01)
+    for k in range(56, 72):  # outputs of unequal length: a later start finished first, no line to draw
+        attempt = Attempt(k, Query(k, k, b"", 10, 138), worker, sent_at=k * 0.1)
+        attempt.first_token_at = k * 0.1
+        worker.finished(attempt, 30.0 - k * 0.1)
+    assert worker.drain_finish(8.0) is None
