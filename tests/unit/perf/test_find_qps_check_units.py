@@ -1,6 +1,8 @@
 """The find-qps check's grid arithmetic, its projection and its flags (no processes)."""
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from harness.perf import find_qps_check as fc
@@ -29,6 +31,7 @@ def test_grid_estimate_prices_each_run_at_its_length_plus_the_measured_overhead(
     # found x 1.10 = 83.6 was INVALID: a grid could stop at 80 at the earliest (5 runs)
     assert g["fewest_runs"] == 5 and g["fewest_s"] == pytest.approx(5 * 68.0)
     assert "6 run(s) x (60 s + 8.0 s overhead)" in g["how"]
+    assert g["full_runs"] == 20 and g["full_s"] == pytest.approx(20 * 68.0)  # every step, knee unknown
     assert g["up_runs"] == 16 and g["up_s"] == pytest.approx(16 * 68.0)  # 5 % .. 75 % VALID, then 80 % INVALID
     top = fc.grid_estimate(100.0, 100.0, True, 60.0, 8.0)
     assert top["runs"] == top["fewest_runs"] == 1 and top["estimate_s"] == pytest.approx(68.0)
@@ -47,6 +50,26 @@ def test_the_projection_keeps_each_runs_overhead_and_scales_its_length():
               {"kind": "repeat", "duration_ms": 30000, "wall_s": 41.0},
               {"kind": "confirm", "duration_ms": 60000, "wall_s": 72.0}]
     assert fc.full_length(probes) == pytest.approx(20 + (60 + 10) + (120 + 11) + (600 + 12))
+
+
+def test_the_goal_is_judged_against_the_grid_of_every_step_and_the_walk_down_is_reported_beside_it():
+    def probe(kind, qps, duration_ms, wall_s, validity="VALID"):
+        return {"kind": kind, "qps": qps, "duration_ms": duration_ms, "wall_s": wall_s, "ratio": 0.5,
+                "validity": validity, "ttft_p99_ms": 1.0, "tpot_p99_ms": 1.0, "samples_per_s": qps}
+    probes = [probe("offline", 0, 0, 20.0), *[probe("probe", q, 15000, 25.0) for q in (80, 90, 85, 86)],
+              probe("repeat", 86, 30000, 41.0), probe("confirm", 85, 60000, 70.0)]
+    state = {"result": {"found_qps": 85.0, "upper_qps": 100.0, "confirm": {"validity": "VALID"}}, "probes": probes}
+    plus = {"qps": 93.5, "validity": "INVALID", "duration_ms": 60000, "wall_s": 70.0}
+    args = argparse.Namespace(confirm_duration_ms=60000)
+    report = {"find_qps_wall_s": 260.0}
+    fc.summarize(report, state, plus, args)
+    assert report["within_5pct"] is True
+    # a grid of all 20 steps at 60 s + 10 s: 1400 s; the walk down to 85 %: 4 runs, 280 s
+    assert report["ratio_full_grid"] == pytest.approx(260 / 1400) and report["ratio_met"] is True
+    assert report["ratio"] == pytest.approx(260 / 280)
+    projection = report["projection_600s"]
+    assert projection["ratio"] == pytest.approx(projection["find_qps_s"] / (20 * 610))
+    assert projection["ratio_walk_down"] == pytest.approx(projection["find_qps_s"] / (4 * 610))
 
 
 @pytest.mark.parametrize("argv, words", [
