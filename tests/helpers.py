@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -95,12 +96,20 @@ def write_run_dir(parent: pathlib.Path, name: str, *, scenario: str = "Offline",
     return run_dir
 
 
-def run_campaign(*args, popen: bool = False, timeout: float = 300):
+def sigint_ignored() -> None:
+    """preexec_fn: the child starts as a script's background job (`cmd &` without job control) starts,
+    with SIGINT ignored. A test that sends SIGINT starts its command so, whatever started the suite
+    (`pytest ... &` passes the ignored SIGINT on to every child): the command must take SIGINT back."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run_campaign(*args, popen: bool = False, timeout: float = 300, preexec_fn=None):
     """`python -m harness campaign ARGS...` as a process (Popen with popen=True: stdout and stderr piped)."""
     cmd = [sys.executable, "-m", "harness", "campaign", *map(str, args)]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     if popen:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                preexec_fn=preexec_fn)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from harness.run.synthetic import synthetic_records
 from sut.worker.launch import WorkerProcess, WorkerSpec
-from helpers import INTERACTIVE_KNEE as KNEE, INTERACTIVE_SIM
+from helpers import INTERACTIVE_KNEE as KNEE, INTERACTIVE_SIM, sigint_ignored
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,8 @@ def find_qps(address, dataset, out, *extra, popen=False):
            "--confirm-duration-ms", "4000", "--offline-samples", "400", "--harness-arg=--max-new-tokens=8",
            "--quiet", *extra]
     if popen:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=sigint_ignored)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=240)
 
 
@@ -66,14 +67,17 @@ def test_find_qps_stops_on_sigint_and_resumes_within_budget(sim):
     out = work / "fq-resume"
     proc = find_qps(address, dataset, out, "--no-confirm", popen=True)
     state_file = out / "find-qps.json"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # the Offline run and one probe finished, the next one is running
-        if state_file.is_file() and len(json.loads(state_file.read_text())["probes"]) >= 2:
-            break
-        time.sleep(0.2)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the Offline run and one probe finished, the next one is running
+            if state_file.is_file() and len(json.loads(state_file.read_text())["probes"]) >= 2:
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
     assert proc.returncode == 130, err
     assert "interrupted" in err and "resume" in err
     kept = json.loads(state_file.read_text())["probes"]
