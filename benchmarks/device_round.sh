@@ -47,12 +47,12 @@ case $phase in
   tune)
     syn
     # GPU 0: the full 3000 prompts per probe (the ratio); GPU 1: a 24-GiB card's memory budget
-    (timeout 560 python3 -m harness tune --model $llama --dataset /tmp/syn.json --gpus 0 --subset 3000 \
-       "${dummy[@]}" --budget-s 500 --output /tmp/tune3000 --preset-dir "$out" --commit "$commit" --quiet \
+    (timeout "${LIMIT:-560}" python3 -m harness tune --model $llama --dataset /tmp/syn.json --gpus 0 --subset 3000 \
+       "${dummy[@]}" --budget-s "${BUDGET:-500}" --output /tmp/tune3000 --preset-dir "$out" --commit "$commit" --quiet \
        > "$out/tune3000.log" 2>&1; echo "tune rc $?" >> "$out/tune3000.log"
      cp /tmp/tune3000/tune.json "$out/tune3000.json" 2>/dev/null) &
-    (timeout 560 python3 -m harness tune --model $llama --dataset /tmp/syn.json --gpus 1 --subset 1000 \
-       --gpu-memory-gib 24 --name vllm-24gib-emulated "${dummy[@]}" --budget-s 480 --output /tmp/tune24 --preset-dir "$out" \
+    (timeout "${LIMIT:-560}" python3 -m harness tune --model $llama --dataset /tmp/syn.json --gpus 1 --subset 1000 \
+       --gpu-memory-gib 24 --name vllm-24gib-emulated "${dummy[@]}" --budget-s "${BUDGET:-480}" --output /tmp/tune24 --preset-dir "$out" \
        --commit "$commit" --quiet > "$out/tune24.log" 2>&1; echo "tune rc $?" >> "$out/tune24.log"
      cp /tmp/tune24/tune.json "$out/tune24.json" 2>/dev/null) &
     wait ;;
