@@ -8,6 +8,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import time
 
 from harness.submission.rules import SYSTEM_REQUIRED_FIELDS
 
@@ -101,6 +102,21 @@ def sigint_ignored() -> None:
     with SIGINT ignored. A test that sends SIGINT starts its command so, whatever started the suite
     (`pytest ... &` passes the ignored SIGINT on to every child): the command must take SIGINT back."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def interrupt_when_ready(proc: subprocess.Popen, ready, timeout: float, poll_s: float = 0.1) -> tuple[str, str]:
+    """Waits (up to 60 s) until ready() is true, lets the work run 1 s more, sends SIGINT and returns the
+    process's (stdout, stderr); the process is killed whatever happens (one that missed the signal
+    would run on for hours)."""
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not ready():
+            time.sleep(poll_s)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        return proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
 
 
 def run_campaign(*args, popen: bool = False, timeout: float = 300, preexec_fn=None):

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import os
 import pathlib
-import signal
 import socket
 import subprocess
 import sys
-import time
 
-from helpers import REPO, campaign_state, manifest_of, sigint_ignored
+from helpers import REPO, campaign_state, interrupt_when_ready, manifest_of, sigint_ignored
 from helpers import run_campaign as campaign
 
 def base(tmp_path, dataset, workers: str, extra: str = "") -> str:
@@ -55,18 +53,12 @@ def test_ctrl_c_stops_the_running_step_cleanly_and_the_rerun_resumes(tiny_datase
                          'args = ["--vocab-size", "1024", "--step-ms", "50", "--max-seqs", "2"]',
                          "[loadgen]\nmin_duration_ms = 0\n[run]\nmax_new_tokens = 64\nmin_new_tokens = 2"))
     proc = campaign(path, popen=True, preexec_fn=sigint_ignored)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            steps = campaign_state(tmp_path / "out").get("steps", {})
-            if steps.get("performance/Offline", {}).get("pid") and list((tmp_path / "out" / "runs").rglob("manifest.json")):
-                break
-            time.sleep(0.1)
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=90)
-    finally:
-        proc.kill()  # one that missed the signal runs 13368 queries for hours; its step stops with it
+
+    def step_running() -> bool:
+        steps = campaign_state(tmp_path / "out").get("steps", {})
+        return bool(steps.get("performance/Offline", {}).get("pid")
+                    and list((tmp_path / "out" / "runs").rglob("manifest.json")))
+    out, err = interrupt_when_ready(proc, step_running, timeout=90)  # a missed signal: 13368 queries, hours
     assert proc.returncode == 130, out + err
     record = campaign_state(tmp_path / "out")["steps"]["performance/Offline"]
     assert record["status"] == "interrupted"

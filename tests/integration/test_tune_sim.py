@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import pytest
 
 from harness.run.synthetic import synthetic_records
 from sut.worker.launch import WorkerProcess, WorkerSpec
-from helpers import INTERACTIVE_KNEE as KNEE, INTERACTIVE_SIM, sigint_ignored
+from helpers import INTERACTIVE_KNEE as KNEE, INTERACTIVE_SIM, interrupt_when_ready, sigint_ignored
 
 
 @pytest.fixture(scope="module")
@@ -67,17 +66,9 @@ def test_find_qps_stops_on_sigint_and_resumes_within_budget(sim):
     out = work / "fq-resume"
     proc = find_qps(address, dataset, out, "--no-confirm", popen=True)
     state_file = out / "find-qps.json"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # the Offline run and one probe finished, the next one is running
-            if state_file.is_file() and len(json.loads(state_file.read_text())["probes"]) >= 2:
-                break
-            time.sleep(0.2)
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
+    # ready: the Offline run and one probe finished, the next one is running
+    _, err = interrupt_when_ready(proc, lambda: state_file.is_file() and len(json.loads(state_file.read_text())["probes"]) >= 2,
+                                  timeout=30, poll_s=0.2)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "resume" in err
     kept = json.loads(state_file.read_text())["probes"]
