@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.03, help="stop when the bracket is this narrow (default 0.03)")
     p.add_argument("--margin", type=float, default=None, help="fraction below the best pass (default: from noise)")
     p.add_argument("--min-margin", type=float, default=0.02)
-    p.add_argument("--max-probes", type=int, default=12, help="search probes and their longer repeats at most (default 12)")
+    p.add_argument("--max-probes", type=int, default=12,
+                   help="search probes and their longer repeats at most (default 12)")
     p.add_argument("--budget-s", type=float, default=7200.0,
                    help="wall seconds of all runs at most, the confirming run included (default 7200)")
     p.add_argument("--samples", type=int, default=None, help="use the first N records (default: all)")

@@ -11,6 +11,7 @@ import pytest
 from harness.tune.find_qps import Search, best_pass, build_parser, counted_at, next_probe, noise_margin
 from harness.tune.live import Live
 from harness.tune.probe import Probe
+from harness.tune.report import markdown
 from harness.tune.state import State
 
 H200 = {("probe", 20.924, 15000): 0.15025676, ("probe", 28.544, 15000): 0.2324554,
@@ -62,6 +63,9 @@ def test_the_h200_trajectory_escalates_instead_of_taking_a_30_percent_margin(tmp
     assert result["best_pass_ms"] == 30000 and KNEE * 0.97 < result["best_pass_qps"] <= KNEE
     assert result["found_qps"] > 22.498 and result["confirm"]["validity"] == "VALID"  # not 20.453
     assert result["probe_ms"] == 30000 and result["stopped"] == "converged" and "escalation_capped" not in result
+    text = markdown(State(tmp_path / "find-qps.json", {}).probes(), result)
+    assert "- 29.218 qps passed for 15 s but not for 30 s (r 1.371): probes of 30 s from then on" in text
+    assert "| probe | 20.924 | 300.0 | 15.00 | 0.150 | yes | INVALID | 30 |" in text  # the length is in the table
 
 
 def test_a_replay_asks_for_the_same_probes_and_runs_none(tmp_path):
