@@ -8,9 +8,14 @@
    as in a queue; interpolated between the best pass and the lowest fail above it (the Offline rate
    with headroom 0 until a fail is seen), kept 10 % inside the bracket, and a plain bisection when
    the last two probes fell on the same side. It stops when the bracket is within --tolerance.
-3. Margin: the best passing rate is probed again, twice as long; the change in r (noise, and the
-   queueing growth a longer run shows), turned into a change of rate with the local slope of r,
-   gives the margin (2x that, at least --min-margin) unless --margin is given.
+3. The best pass is probed again, twice as long. Within the limits: the change in r (noise, and the
+   queueing growth a longer run shows), turned into a change of rate with the local slope of r, gives
+   the margin (2x that, at least --min-margin) unless --margin is given. Over the limits (escalation):
+   that is a fail at twice the length, not noise; the search goes on with probes of that length. What
+   counts at a length: fails of that length or shorter (latency only grows with run length near
+   saturation), passes of that length only; with none yet, the highest shorter pass at least
+   --tolerance below the lowest fail is probed again first (else half that fail). Probes never get
+   longer than half the confirming run: a repeat that fails there gives the margin as above.
 4. A confirming run at the chosen rate with a submission's settings (mlperf.conf, min_duration
    --confirm-duration-ms, default 600000): LoadGen must say VALID with no errors; if not, the rate
    drops by the margin once more (--confirm-attempts).
