@@ -164,7 +164,8 @@ def summarize(report: dict, state: dict, plus: dict | None, args) -> None:
     result, probes = state["result"], state["probes"]
     confirm = (result.get("confirm") or {}).get("validity")
     report.update(found_qps=result.get("found_qps"), upper_qps=result.get("upper_qps"), stopped=result.get("stopped"),
-                  best_pass_qps=result.get("best_pass_qps"), margin=result.get("margin"), confirm_verdict=confirm,
+                  best_pass_qps=result.get("best_pass_qps"), best_pass_ms=result.get("best_pass_ms"),
+                  escalations=result.get("escalations"), margin=result.get("margin"), confirm_verdict=confirm,
                   find_qps_runs_s=result.get("spent_s"), plus_10=plus,
                   probes=[{k: p[k] for k in ("kind", "qps", "duration_ms", "wall_s", "ratio", "validity",
                                              "ttft_p99_ms", "tpot_p99_ms", "samples_per_s")} for p in probes])

@@ -8,9 +8,14 @@
    as in a queue; interpolated between the best pass and the lowest fail above it (the Offline rate
    with headroom 0 until a fail is seen), kept 10 % inside the bracket, and a plain bisection when
    the last two probes fell on the same side. It stops when the bracket is within --tolerance.
-3. Margin: the best passing rate is probed again, twice as long; the change in r (noise, and the
-   queueing growth a longer run shows), turned into a change of rate with the local slope of r,
-   gives the margin (2x that, at least --min-margin) unless --margin is given.
+3. The best pass is probed again, twice as long. Within the limits: the change in r (noise, and the
+   queueing growth a longer run shows), turned into a change of rate with the local slope of r, gives
+   the margin (2x that, at least --min-margin) unless --margin is given. Over the limits (escalation):
+   that is a fail at twice the length, not noise; the search goes on with probes of that length. What
+   counts at a length: fails of that length or shorter (latency only grows with run length near
+   saturation), passes of that length only; with none yet, the highest shorter pass at least
+   --tolerance below the lowest fail is probed again first (else half that fail). Probes never get
+   longer than half the confirming run: a repeat that fails there gives the margin as above.
 4. A confirming run at the chosen rate with a submission's settings (mlperf.conf, min_duration
    --confirm-duration-ms, default 600000): LoadGen must say VALID with no errors; if not, the rate
    drops by the margin once more (--confirm-attempts).
@@ -58,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.03, help="stop when the bracket is this narrow (default 0.03)")
     p.add_argument("--margin", type=float, default=None, help="fraction below the best pass (default: from noise)")
     p.add_argument("--min-margin", type=float, default=0.02)
-    p.add_argument("--max-probes", type=int, default=12, help="short Server probes at most (default 12)")
+    p.add_argument("--max-probes", type=int, default=12,
+                   help="search probes and their longer repeats at most (default 12)")
     p.add_argument("--budget-s", type=float, default=7200.0,
                    help="wall seconds of all runs at most, the confirming run included (default 7200)")
     p.add_argument("--samples", type=int, default=None, help="use the first N records (default: all)")
@@ -129,6 +135,37 @@ def noise_margin(best: Probe, repeat: Probe | None, probes: list[Probe], floor: 
                     f"{100 * change / elasticity:.1f} % of the rate, floor {100 * floor:.0f} %")
 
 
+def counted_at(runs: list[Probe], length_ms: int) -> list[Probe]:
+    """The search probes and repeats that count at probe length `length_ms`: every fail at that length or
+    shorter (near saturation latency only grows with run length) and passes measured at that length."""
+    return [p for p in runs if p.duration_ms <= length_ms and (not p.within_limits or p.duration_ms == length_ms)]
+
+
+def next_probe(upper: float, runs: list[Probe], length_ms: int, tolerance: float) -> float | None:
+    """`next_target` on what counts at this length; after an escalation, while nothing passes at it,
+    first the highest shorter-length pass at least `tolerance` below the lowest fail, probed again."""
+    counted = counted_at(runs, length_ms)
+    fails = [p.qps for p in counted if not p.within_limits]
+    if fails and len(fails) == len(counted):
+        below = [p.qps for p in runs if p.within_limits and p.duration_ms < length_ms
+                 and p.qps <= min(fails) * (1 - tolerance)]
+        if below:
+            return max(below)
+    return next_target(upper, counted, tolerance)
+
+
+def best_pass(runs: list[Probe]) -> Probe | None:
+    """The highest search pass at the longest length that has one, unless a longer run failed at or
+    below its rate (then it was a short run's optimism, not a pass)."""
+    passes = [p for p in runs if p.kind == "probe" and p.within_limits]
+    for length in sorted({p.duration_ms for p in passes}, reverse=True):
+        ceiling = min((p.qps for p in runs if not p.within_limits and p.duration_ms > length), default=float("inf"))
+        trusted = [p for p in passes if p.duration_ms == length and p.qps < ceiling]
+        if trusted:
+            return max(trusted, key=lambda p: p.qps)
+    return None
+
+
 class Search:
     def __init__(self, args, state: State, runner: Runner, live: Live):
         self.args, self.state, self.runner, self.live = args, state, runner, live
@@ -148,6 +185,8 @@ class Search:
         cached = self.state.replay(probe)
         self.n += 1
         what = f"{probe.kind} {probe.qps:.3f} qps" if probe.kind != "offline" else "Offline upper bound"
+        if probe.kind in ("probe", "repeat"):
+            what += f" for {probe.duration_ms / 1000:g} s"
         if cached is None:
             estimate = self.cost(probe.duration_ms)
             if self.spent() + estimate + reserve_s > self.args.budget_s:
@@ -161,54 +200,96 @@ class Search:
         return probe
 
     def best_text(self) -> str:
-        passes = [p for p in self.state.probes() if p.kind == "probe" and p.within_limits]
-        return f"{max(p.qps for p in passes):.3f} qps" if passes else "none yet"
+        best = best_pass(self.state.probes())
+        return f"{best.qps:.3f} qps ({best.duration_ms / 1000:g} s)" if best else "none yet"
 
+    def server_probe(self, kind: str, qps: float, length_ms: int, reserve_s: float) -> Probe:
+        args = self.args
+        conf = server_conf(args.scenario, qps, length_ms, self.runner.samples, args.probe_min_queries)
+        return self.get(Probe(kind, round(qps, 3), length_ms), args.scenario, conf, reserve_s=reserve_s)
+
+    def search(self, upper: float, confirm_cost: float, result: dict) -> tuple[list[Probe], Probe | None, Probe | None]:
+        """Probes at the current length until the bracket is narrow, then the best pass again for twice
+        as long: a pass ends the search, a fail doubles the length (escalation) up to half the confirming
+        run. Returns every search probe and repeat, the best pass and its repeat (None where not run)."""
+        args, runs = self.args, []
+        length, cap = args.probe_duration_ms, max(args.probe_duration_ms, args.confirm_duration_ms // 2)
+        escalations = result["escalations"]
+        try:
+            while True:
+                target = next_probe(upper, runs, length, args.tolerance)
+                if target is None:
+                    passes = [p for p in runs if p.within_limits and p.duration_ms == length]
+                    if not passes:
+                        result["stopped"] = ("nothing within the limits" if best_pass(runs) is None
+                                             else f"nothing within the limits at {length / 1000:g} s")
+                        break
+                    best = max(passes, key=lambda p: p.qps)
+                    try:
+                        repeat = self.server_probe("repeat", best.qps, 2 * length, confirm_cost)
+                    except OutOfBudget as exc:
+                        self.live.note(f"no noise repeat: {exc}")
+                        return runs, best, None
+                    runs.append(repeat)
+                    if repeat.within_limits:
+                        return runs, best, repeat
+                    if 2 * length > cap:
+                        result["escalation_capped"] = (
+                            f"the {2 * length / 1000:g} s repeat at {best.qps:.3f} qps is over the limits (r "
+                            f"{repeat.ratio:.3f}), but probes longer than {cap / 1000:g} s (half of "
+                            f"--confirm-duration-ms) are not made: the margin comes from this repeat")
+                        return runs, best, repeat
+                    escalations.append({"at_qps": best.qps, "from_ms": length, "to_ms": 2 * length,
+                                        "r": round(repeat.ratio, 4)})
+                    self.live.note(f"escalation: {best.qps:.3f} qps passed in {length / 1000:g} s but not in "
+                                   f"{2 * length / 1000:g} s (r {repeat.ratio:.3f}); probes are now "
+                                   f"{2 * length / 1000:g} s long")
+                    length *= 2
+                    continue
+                if len(runs) >= args.max_probes - 1:  # one is kept for the repeat
+                    result["stopped"] = f"--max-probes {args.max_probes}"
+                    break
+                runs.append(self.server_probe("probe", target, length, confirm_cost + self.cost(2 * length)))
+        except OutOfBudget as exc:
+            result["stopped"] = f"--budget-s: {exc}"
+        best = best_pass(runs)
+        if best is None or len(runs) >= args.max_probes:
+            return runs, best, None
+        try:
+            repeat = self.server_probe("repeat", best.qps, 2 * best.duration_ms, confirm_cost)
+            runs.append(repeat)
+            return runs, best, repeat
+        except OutOfBudget as exc:
+            self.live.note(f"no noise repeat: {exc}")
+            return runs, best, None
 
     def run(self) -> dict:
         args, scenario = self.args, self.args.scenario
-        samples = self.runner.samples
         upper = args.offline_qps
         if upper is None:
-            n = min(samples, args.offline_samples)
+            n = min(self.runner.samples, args.offline_samples)
             upper = self.get(Probe("offline", 0.0, 0), "Offline", offline_conf(n)).samples_per_s
         confirm_cost = 0.0 if args.no_confirm else self.cost(args.confirm_duration_ms)
-        probes: list[Probe] = []
-        stopped = "converged"
-        try:
-            while True:
-                target = next_target(upper, probes, args.tolerance)
-                if target is None:
-                    stopped = "converged" if any(p.within_limits for p in probes) else "nothing within the limits"
-                    break
-                if len(probes) >= args.max_probes - 1:  # one is kept for the noise repeat
-                    stopped = f"--max-probes {args.max_probes}"
-                    break
-                probe = Probe("probe", round(target, 3), args.probe_duration_ms)
-                conf = server_conf(scenario, probe.qps, args.probe_duration_ms, samples, args.probe_min_queries)
-                probes.append(self.get(probe, scenario, conf, reserve_s=confirm_cost + self.cost(args.probe_duration_ms)))
-        except OutOfBudget as exc:
-            stopped = f"--budget-s: {exc}"
-        result = {"scenario": scenario, "upper_qps": upper, "stopped": stopped, "probes_used": len(probes)}
-        passes = [p for p in probes if p.within_limits]
-        if not passes:
+        result = {"scenario": scenario, "upper_qps": upper, "stopped": "converged", "escalations": []}
+        runs, best, repeat = self.search(upper, confirm_cost, result)
+        result.update(probes_used=sum(p.kind == "probe" for p in runs),
+                      probe_ms=max((p.duration_ms for p in runs if p.kind == "probe"), default=args.probe_duration_ms))
+        if best is None:
             return dict(result, found_qps=None)
-        best = max(passes, key=lambda p: p.qps)
-        repeat = None
-        try:
-            long_ms = 2 * args.probe_duration_ms
-            conf = server_conf(scenario, best.qps, long_ms, samples, args.probe_min_queries)
-            repeat = self.get(Probe("repeat", best.qps, long_ms), scenario, conf, reserve_s=confirm_cost)
-        except OutOfBudget as exc:
-            self.live.note(f"no noise repeat: {exc}")
+        same_length = [p for p in runs if p.duration_ms == best.duration_ms]
         margin, why = ((args.margin, "--margin") if args.margin is not None else
-                       noise_margin(best, repeat, probes, args.min_margin))
+                       noise_margin(best, repeat, same_length, args.min_margin))
         chosen = round(best.qps * (1 - margin), 3)
-        result.update(best_pass_qps=best.qps, margin=margin, margin_reason=why, found_qps=chosen, confirm=None)
-        if args.no_confirm:
-            return result
+        result.update(best_pass_qps=best.qps, best_pass_ms=best.duration_ms, margin=margin, margin_reason=why,
+                      found_qps=chosen, confirm=None)
+        if not args.no_confirm:
+            self.confirm(chosen, margin, result)
+        return result
+
+    def confirm(self, chosen: float, margin: float, result: dict) -> None:
+        args, scenario = self.args, self.args.scenario
         for _ in range(args.confirm_attempts):
-            conf = confirm_conf(scenario, chosen, args.confirm_duration_ms, samples)
+            conf = confirm_conf(scenario, chosen, args.confirm_duration_ms, self.runner.samples)
             try:
                 confirm = self.get(Probe("confirm", chosen, args.confirm_duration_ms), scenario, conf)
             except OutOfBudget as exc:
@@ -223,7 +304,6 @@ class Search:
             if confirm.valid:
                 break
             chosen = round(chosen * (1 - margin), 3)
-        return result
 
 
 def main(argv: list[str] | None = None) -> int:

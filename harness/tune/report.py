@@ -33,11 +33,24 @@ def rows(probes: list[Probe]) -> list[tuple[str, ...]]:
     return out
 
 
+def escalation_lines(result: dict) -> list[str]:
+    """Why the probes got longer: each repeat over the limits that doubled the probe length."""
+    lines = [f"{e['at_qps']:.3f} qps passed for {e['from_ms'] / 1000:g} s but not for {e['to_ms'] / 1000:g} s "
+             f"(r {e['r']:.3f}): probes of {e['to_ms'] / 1000:g} s from then on"
+             for e in result.get("escalations") or ()]
+    if result.get("escalation_capped"):
+        lines.append(f"not escalated further: {result['escalation_capped']}")
+    return lines
+
+
 def markdown(probes: list[Probe], result: dict) -> str:
     lines = ["# find-qps", "", f"found target_qps: **{result.get('found_qps')}** ({result.get('scenario')})", ""]
     if result.get("user_conf_line"):
         lines += ["```", result["user_conf_line"], "```", ""]
-    lines += [f"- {k}: {v}" for k, v in result.items() if k not in ("user_conf_line",)]
+    if escalation_lines(result):
+        lines += ["Escalations (a longer repeat over the limits is a fail at that length):", ""]
+        lines += [f"- {line}" for line in escalation_lines(result)] + [""]
+    lines += [f"- {k}: {v}" for k, v in result.items() if k not in ("user_conf_line", "escalations")]
     lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in rows(probes)]
     return "\n".join(lines) + "\n"
@@ -82,10 +95,13 @@ def write(out: pathlib.Path, probes: list[Probe], result: dict, limit: LatencyLi
     svg = plot(out / "find-qps.svg", probes, result, limit)
     console.print(f"plot: {svg}" if svg else "plot skipped: matplotlib is not installed (pip install -e .[all])")
     confirm = result.get("confirm") or {}
+    for line in escalation_lines(result):
+        console.print(f"escalation: {line}")
     console.print(f"stopped: {result.get('stopped')}; probes {result.get('probes_used')}, replayed "
                   f"{result.get('replayed')}, {result.get('spent_s')} s of runs")
     if result.get("found_qps"):
-        console.print(f"found target_qps {result['found_qps']} (best pass {result.get('best_pass_qps')}, margin "
+        console.print(f"found target_qps {result['found_qps']} (best pass {result.get('best_pass_qps')} for "
+                      f"{result.get('best_pass_ms', 0) / 1000:g} s, margin "
                       f"{100 * result.get('margin', 0):.1f} %: {result.get('margin_reason')}); confirming run: "
                       f"{confirm.get('validity', 'not run')} {confirm.get('run_dir', '')}")
         (out / "user.conf").write_text(result["user_conf_line"] + "\n")

@@ -1,0 +1,128 @@
+"""find-qps's escalation without processes: a repeat over the limits is a fail at twice the probe
+length, and the search goes on at that length. The trajectory is the H200 run of
+/work/briefs/find-qps-check-h200-e8f9495 (commit e8f9495, vLLM, Llama-3.1-8B dummy weights, Server):
+Offline 29.892 qps; 15-s probes 20.924 (r 0.150), 28.544 (0.232), 29.218 (0.286) passed; the 30-s
+repeat at 29.218 had r 1.371 (p99 TTFT 2742 ms), which the old margin rule turned into 30 % below
+29.218: 20.453, while 22.498 was still VALID for 60 s."""
+from __future__ import annotations
+
+import pytest
+
+from harness.tune.find_qps import Search, best_pass, build_parser, counted_at, next_probe, noise_margin
+from harness.tune.live import Live
+from harness.tune.probe import Probe
+from harness.tune.report import markdown
+from harness.tune.state import State
+
+H200 = {("probe", 20.924, 15000): 0.15025676, ("probe", 28.544, 15000): 0.2324554,
+        ("probe", 29.218, 15000): 0.28588721, ("repeat", 29.218, 30000): 1.37107767}  # its find-qps.json
+UPPER = 29.8919
+SATURATION, KNEE = 30.236, 28.84
+
+
+class Runner:
+    """Answers recorded probes from `recorded`, others from `model(qps, ms)` -> r; counts its runs."""
+    samples = 2000
+
+    def __init__(self, recorded: dict, model):
+        self.recorded, self.model, self.asked = recorded, model, []
+
+    def run(self, p, scenario, conf):
+        self.asked.append((p.kind, p.qps, p.duration_ms))
+        p.wall_s = p.duration_ms / 1000 + 3
+        p.ratio = self.recorded.get((p.kind, p.qps, p.duration_ms)) or self.model(p.qps, p.duration_ms)
+        p.ttft_p99_ms, p.tpot_p99_ms = 2000 * p.ratio, 100 * p.ratio
+        p.validity = "VALID" if p.kind == "confirm" and p.ratio <= 1 else "INVALID"
+        return p
+
+
+def relaxed(qps, ms):
+    """What the GPU did not get to measure: from 30 s on, a queue's r ~ 1 / (1 - qps / saturation)
+    through r 0.150 at 20.924 and the 30-s 1.371 at 29.218 (saturation 30.236 qps, the knee 28.84)."""
+    return 0.15 * (1 - 20.924 / SATURATION) / (1 - qps / SATURATION) if qps < SATURATION else 10.0
+
+
+def search(tmp_path, runner, *flags, state=None):
+    args = build_parser().parse_args(["--workers", "w", "--dataset", "d", "--offline-qps", str(UPPER),
+                                      "--probe-duration-ms", "15000", "--confirm-duration-ms", "60000",
+                                      "--budget-s", "3000", "--quiet", *flags])
+    state = state or State(tmp_path / "find-qps.json", {})
+    return Search(args, state, runner, Live("t", args.max_probes, args.budget_s, quiet=True)).run()
+
+
+def test_the_h200_trajectory_escalates_instead_of_taking_a_30_percent_margin(tmp_path):
+    runner = Runner(H200, relaxed)
+    result = search(tmp_path, runner)
+    assert runner.asked[:4] == list(H200)  # the GPU run's probes, in its order
+    assert result["escalations"] == [{"at_qps": 29.218, "from_ms": 15000, "to_ms": 30000, "r": 1.3711}]
+    after = runner.asked[4]
+    assert after == ("probe", 20.924, 30000)  # the highest 15-s pass >= 3 % below the fail, at 30 s
+    between = [q for kind, q, ms in runner.asked[5:] if kind == "probe"]
+    assert between and all(20.9 < q < 29.2 for q in between)
+    assert all(ms == 30000 for kind, _, ms in runner.asked[5:] if kind == "probe")
+    assert result["best_pass_ms"] == 30000 and KNEE * 0.97 < result["best_pass_qps"] <= KNEE
+    assert result["found_qps"] > 22.498 and result["confirm"]["validity"] == "VALID"  # not 20.453
+    assert result["probe_ms"] == 30000 and result["stopped"] == "converged" and "escalation_capped" not in result
+    text = markdown(State(tmp_path / "find-qps.json", {}).probes(), result)
+    assert "- 29.218 qps passed for 15 s but not for 30 s (r 1.371): probes of 30 s from then on" in text
+    assert "| probe | 20.924 | 300.0 | 15.00 | 0.150 | yes | INVALID | 30 |" in text  # the length is in the table
+
+
+def test_a_replay_asks_for_the_same_probes_and_runs_none(tmp_path):
+    first = search(tmp_path, Runner(H200, relaxed))
+    again = Runner({}, lambda q, ms: pytest.fail(f"ran {q} for {ms} ms again"))
+    state = State(tmp_path / "find-qps.json", {})
+    assert search(tmp_path, again, state=state) == first and state.replayed == state.resumed and not again.asked
+
+
+def test_a_passing_repeat_keeps_the_old_margin(tmp_path):
+    runner = Runner({}, lambda q, ms: (q / 26) ** 8 * (0.95 if ms == 30000 else 1.0))
+    result = search(tmp_path, runner)
+    assert result["escalations"] == [] and {ms for _, _, ms in runner.asked[:-2]} == {15000}
+    state = State(tmp_path / "find-qps.json", {}).probes()
+    runs = [p for p in state if p.kind in ("probe", "repeat")]
+    best = max((p for p in runs if p.kind == "probe" and p.within_limits), key=lambda p: p.qps)
+    repeat = runs[-1]
+    assert repeat.kind == "repeat" and repeat.duration_ms == 30000 and repeat.within_limits
+    margin, why = noise_margin(best, repeat, [p for p in runs if p.duration_ms == 15000], 0.02)
+    assert (result["margin"], result["margin_reason"], result["best_pass_qps"]) == (margin, why, best.qps)
+    assert result["found_qps"] == round(best.qps * (1 - margin), 3)
+
+
+def test_escalation_stops_at_half_the_confirming_run(tmp_path):
+    """Every repeat fails: 15 s -> 30 s -> 60 s (half of a 120-s confirm); the 120-s repeat fails too,
+    and the margin then comes from it, as without escalation."""
+    runner = Runner({}, lambda q, ms: (q / 26) ** 8 * ms / 15000)  # the knee 9 % lower at each doubling
+    result = search(tmp_path, runner, "--confirm-duration-ms", "120000", "--max-probes", "30", "--no-confirm")
+    assert [(e["from_ms"], e["to_ms"]) for e in result["escalations"]] == [(15000, 30000), (30000, 60000)]
+    assert max(ms for kind, _, ms in runner.asked if kind == "probe") == 60000
+    assert runner.asked[-1][0] == "repeat" and runner.asked[-1][2] == 120000
+    assert "half of --confirm-duration-ms" in result["escalation_capped"] and result["best_pass_ms"] == 60000
+    assert 0.02 <= result["margin"] <= 0.3 and "120 s" in result["margin_reason"]
+
+
+def test_escalation_respects_max_probes_and_the_budget(tmp_path):
+    # 6 runs: the 3 recorded probes, the failing repeat, one probe at 30 s, and the kept repeat
+    runner = Runner(H200, relaxed)
+    (tmp_path / "a").mkdir()
+    result = search(tmp_path / "a", runner, "--max-probes", "6", "--no-confirm")
+    assert runner.asked[4:] == [("probe", 20.924, 30000), ("repeat", 20.924, 60000)]
+    assert result["stopped"] == "--max-probes 6" and result["probes_used"] == 4
+    # the best pass is one that no longer run failed at or below: 20.924 for 30 s, not 29.218 for 15 s
+    assert result["best_pass_qps"] == 20.924 and result["best_pass_ms"] == 30000
+    # a budget that holds the GPU run's four runs and the confirm (63 s) but no 30-s probe as well
+    tight = Runner(H200, relaxed)
+    (tmp_path / "b").mkdir()
+    result = search(tmp_path / "b", tight, "--budget-s", "170")
+    assert result["stopped"].startswith("--budget-s: probe 20.924 qps for 30 s") and tight.asked[:4] == list(H200)
+    assert result["best_pass_qps"] == 28.544 and tight.asked[4:] == [("confirm", result["found_qps"], 60000)]
+
+
+def test_what_counts_at_a_length():
+    runs = [Probe("probe", 20, 15000, ratio=0.2), Probe("probe", 29, 15000, ratio=0.3),
+            Probe("probe", 31, 15000, ratio=1.2), Probe("repeat", 29, 30000, ratio=1.4)]
+    assert [p.qps for p in counted_at(runs, 15000)] == [20, 29, 31]
+    assert [p.qps for p in counted_at(runs, 30000)] == [31, 29]  # fails of any shorter length stay fails
+    assert next_probe(30, runs, 30000, 0.03) == 20  # 29 is not 3 % below the fail at 29
+    assert next_probe(30, runs[2:], 30000, 0.03) == pytest.approx(14.5)  # no pass to re-probe: half the fail
+    assert best_pass(runs).qps == 20  # 29 passed for 15 s but failed for 30 s
