@@ -208,7 +208,12 @@ class Search:
         conf = server_conf(args.scenario, qps, length_ms, self.runner.samples, args.probe_min_queries)
         return self.get(Probe(kind, round(qps, 3), length_ms), args.scenario, conf, reserve_s=reserve_s)
 
-    def search(self, upper: float, confirm_cost: float, result: dict) -> tuple[list[Probe], Probe | None, Probe | None]:
+    def confirm_reserve(self) -> float:
+        """What the confirming run will cost, priced at each check with the overhead measured so far (a
+        price fixed before the first Server run used the 10-s default and let the search spend it)."""
+        return 0.0 if self.args.no_confirm else self.cost(self.args.confirm_duration_ms)
+
+    def search(self, upper: float, result: dict) -> tuple[list[Probe], Probe | None, Probe | None]:
         """Probes at the current length until the bracket is narrow, then the best pass again for twice
         as long: a pass ends the search, a fail doubles the length (escalation) up to half the confirming
         run. Returns every search probe and repeat, the best pass and its repeat (None where not run)."""
@@ -226,7 +231,7 @@ class Search:
                         break
                     best = max(passes, key=lambda p: p.qps)
                     try:
-                        repeat = self.server_probe("repeat", best.qps, 2 * length, confirm_cost)
+                        repeat = self.server_probe("repeat", best.qps, 2 * length, self.confirm_reserve())
                     except OutOfBudget as exc:
                         self.live.note(f"no noise repeat: {exc}")
                         return runs, best, None
@@ -249,14 +254,14 @@ class Search:
                 if len(runs) >= args.max_probes - 1:  # one is kept for the repeat
                     result["stopped"] = f"--max-probes {args.max_probes}"
                     break
-                runs.append(self.server_probe("probe", target, length, confirm_cost + self.cost(2 * length)))
+                runs.append(self.server_probe("probe", target, length, self.confirm_reserve() + self.cost(2 * length)))
         except OutOfBudget as exc:
             result["stopped"] = f"--budget-s: {exc}"
         best = best_pass(runs)
         if best is None or len(runs) >= args.max_probes:
             return runs, best, None
         try:
-            repeat = self.server_probe("repeat", best.qps, 2 * best.duration_ms, confirm_cost)
+            repeat = self.server_probe("repeat", best.qps, 2 * best.duration_ms, self.confirm_reserve())
             runs.append(repeat)
             return runs, best, repeat
         except OutOfBudget as exc:
@@ -269,9 +274,8 @@ class Search:
         if upper is None:
             n = min(self.runner.samples, args.offline_samples)
             upper = self.get(Probe("offline", 0.0, 0), "Offline", offline_conf(n)).samples_per_s
-        confirm_cost = 0.0 if args.no_confirm else self.cost(args.confirm_duration_ms)
         result = {"scenario": scenario, "upper_qps": upper, "stopped": "converged", "escalations": []}
-        runs, best, repeat = self.search(upper, confirm_cost, result)
+        runs, best, repeat = self.search(upper, result)
         result.update(probes_used=sum(p.kind == "probe" for p in runs),
                       probe_ms=max((p.duration_ms for p in runs if p.kind == "probe"), default=args.probe_duration_ms))
         if best is None:

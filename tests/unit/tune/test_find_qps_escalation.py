@@ -1,6 +1,6 @@
 """find-qps's escalation without processes: a repeat over the limits is a fail at twice the probe
 length, and the search goes on at that length. The trajectory is the H200 run of
-/work/briefs/find-qps-check-h200-e8f9495 (commit e8f9495, vLLM, Llama-3.1-8B dummy weights, Server):
+benchmarks/results/find-qps-check-h200-e8f9495.json (commit e8f9495, vLLM, Llama-3.1-8B dummy weights, Server):
 Offline 29.892 qps; 15-s probes 20.924 (r 0.150), 28.544 (0.232), 29.218 (0.286) passed; the 30-s
 repeat at 29.218 had r 1.371 (p99 TTFT 2742 ms), which the old margin rule turned into 30 % below
 29.218: 20.453, while 22.498 was still VALID for 60 s."""
@@ -126,3 +126,21 @@ def test_what_counts_at_a_length():
     assert next_probe(30, runs, 30000, 0.03) == 20  # 29 is not 3 % below the fail at 29
     assert next_probe(30, runs[2:], 30000, 0.03) == pytest.approx(14.5)  # no pass to re-probe: half the fail
     assert best_pass(runs).qps == 20  # 29 passed for 15 s but failed for 30 s
+
+
+
+class SlowRunner(Runner):
+    """Every run takes 30 s more than its length (start-up and drain on a GPU), not the default 10."""
+
+    def run(self, p, scenario, conf):
+        p = super().run(p, scenario, conf)
+        p.wall_s = p.duration_ms / 1000 + 30
+        return p
+
+
+@pytest.mark.parametrize("budget", [270, 300, 330, 420, 480])  # the old fixed price lost 270, 330, 420, 480
+def test_the_confirming_run_keeps_its_time_priced_with_the_measured_overhead(tmp_path, budget):
+    """The confirm's reserve is priced at each check: fixed at the start (10-s default overhead) it was
+    70 s, while here a 60-s confirm costs 90 s."""
+    result = search(tmp_path, SlowRunner(H200, relaxed), "--budget-s", str(budget))
+    assert result["confirm"] is not None and result["confirm"]["validity"] != "NOT RUN", result
