@@ -65,10 +65,11 @@ def build_parser() -> Parser:
     p.add_argument("--dataset", default=None, help="cnn_eval.json-format file (default: --prompts synthetic ones)")
     p.add_argument("--prompts", type=int_in(1), default=2000, help="synthetic prompts (default 2000)")
     p.add_argument("--scenario", choices=("Server", "Interactive"), default="Server")
-    p.add_argument("--probe-duration-ms", type=int_in(1), default=15000, help="find-qps probes (default 15000)")
-    p.add_argument("--confirm-duration-ms", type=int_in(1), default=60000, help="also +10 %% and grid runs")
+    p.add_argument("--probe-duration-ms", type=int_in(1), default=10000, help="find-qps probes (default 10000)")
+    p.add_argument("--confirm-duration-ms", type=int_in(1), default=40000,
+                   help="also +10 %% and grid runs (default 40000)")
     p.add_argument("--offline-samples", type=int_in(1), default=1000, help="find-qps's Offline bound (default 1000)")
-    p.add_argument("--budget-s", type=int_in(1), default=300, help="find-qps's --budget-s (default 300)")
+    p.add_argument("--budget-s", type=int_in(1), default=360, help="find-qps's --budget-s (default 360)")
     p.add_argument("--deadline-s", type=int_in(1), default=540, help="end by then (find-qps's budget shrinks)")
     p.add_argument("--warmup", type=int_in(0), default=64, help="prompts of the untimed warm-up (0: none)")
     p.add_argument("--force-output-tokens", action="store_true", help="every sample max tokens (dummy weights)")
@@ -110,11 +111,20 @@ def grid_estimate(upper: float, found: float, plus_invalid: bool, run_s: float, 
                    + f"; walking up from the lowest step instead: {up}"}
 
 
-def full_length(probes: list[dict]) -> float:
-    """find-qps's runs projected to a submission's lengths: each run's own overhead kept."""
-    scale = {"probe": FULL_PROBE_S, "repeat": 2 * FULL_PROBE_S, "confirm": FULL_CONFIRM_S}
-    return sum(p["wall_s"] if p["kind"] not in scale else scale[p["kind"]] + p["wall_s"] - p["duration_ms"] / 1000
-               for p in probes)
+def full_length(probes: list[dict], probe_ms: int, confirm_ms: int) -> float:
+    """find-qps's runs projected to a submission's lengths (probes of FULL_PROBE_S, the confirm
+    FULL_CONFIRM_S): each run scaled by the same factor as its kind's base length, so an escalated
+    probe or repeat keeps its multiple of the base probe; each run's own overhead kept."""
+    base = {"probe": (probe_ms, FULL_PROBE_S), "repeat": (probe_ms, FULL_PROBE_S),
+            "confirm": (confirm_ms, FULL_CONFIRM_S)}
+    total = 0.0
+    for p in probes:
+        if p["kind"] not in base:
+            total += p["wall_s"]
+            continue
+        measured_ms, full_s = base[p["kind"]]
+        total += p["duration_ms"] / measured_ms * full_s + p["wall_s"] - p["duration_ms"] / 1000
+    return total
 
 
 def device_of(run_dir: str) -> str:
@@ -182,7 +192,7 @@ def summarize(report: dict, state: dict, plus: dict | None, args) -> None:
                   ratio_fewest=wall / grid["fewest_s"] if grid["fewest_s"] else None,
                   ratio_walk_up=wall / grid["up_s"], goal_ratio=GOAL_RATIO)
     report["ratio_met"] = report["ratio_full_grid"] <= GOAL_RATIO
-    full = full_length(probes)
+    full = full_length(probes, args.probe_duration_ms, args.confirm_duration_ms)
     projected = grid_estimate(result["upper_qps"], result["found_qps"], False, FULL_CONFIRM_S, overhead)
     full_grid, walk_down = projected["full_s"], projected["estimate_s"]
     report["projection_600s"] = {"find_qps_s": round(full, 1), "grid_s": round(full_grid, 1), "ratio": full / full_grid,
@@ -272,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"commit": args.commit or git_commit(), "gpu": "unknown", "engine": args.engine, "model": args.model,
               "worker_args": args.worker_arg, "scenario": args.scenario, "samples": samples,
               "command": shlex.join(["python", "-m", "harness.perf.find_qps_check", *argv]),
-              "durations": {"probe_ms": args.probe_duration_ms, "repeat_ms": 2 * args.probe_duration_ms,
+              "durations": {"probe_ms": args.probe_duration_ms, "repeat_ms": 2 * args.probe_duration_ms,  # before any escalation
                             "confirm_ms": args.confirm_duration_ms, "grid_run_ms": args.confirm_duration_ms,
                             "offline_samples": args.offline_samples, "budget_s": args.budget_s,
                             "scaled_from": f"probe {FULL_PROBE_S:g} s, confirm {FULL_CONFIRM_S:g} s"},

@@ -49,7 +49,12 @@ def test_the_projection_keeps_each_runs_overhead_and_scales_its_length():
               {"kind": "probe", "duration_ms": 15000, "wall_s": 25.0},
               {"kind": "repeat", "duration_ms": 30000, "wall_s": 41.0},
               {"kind": "confirm", "duration_ms": 60000, "wall_s": 72.0}]
-    assert fc.full_length(probes) == pytest.approx(20 + (60 + 10) + (120 + 11) + (600 + 12))
+    assert fc.full_length(probes, 15000, 60000) == pytest.approx(20 + (60 + 10) + (120 + 11) + (600 + 12))
+    # after an escalation: a 30-s probe is two base probes (120 s), its 60-s repeat four (240 s)
+    escalated = probes + [{"kind": "probe", "duration_ms": 30000, "wall_s": 34.0},
+                          {"kind": "repeat", "duration_ms": 60000, "wall_s": 65.0}]
+    assert fc.full_length(escalated, 15000, 60000) == pytest.approx(fc.full_length(probes, 15000, 60000)
+                                                                    + (120 + 4) + (240 + 5))
 
 
 def test_the_goal_is_judged_against_the_grid_of_every_step_and_the_walk_down_is_reported_beside_it():
@@ -60,7 +65,7 @@ def test_the_goal_is_judged_against_the_grid_of_every_step_and_the_walk_down_is_
               probe("repeat", 86, 30000, 41.0), probe("confirm", 85, 60000, 70.0)]
     state = {"result": {"found_qps": 85.0, "upper_qps": 100.0, "confirm": {"validity": "VALID"}}, "probes": probes}
     plus = {"qps": 93.5, "validity": "INVALID", "duration_ms": 60000, "wall_s": 70.0}
-    args = argparse.Namespace(confirm_duration_ms=60000)
+    args = argparse.Namespace(confirm_duration_ms=60000, probe_duration_ms=15000)
     report = {"find_qps_wall_s": 260.0}
     fc.summarize(report, state, plus, args)
     assert report["within_5pct"] is True
@@ -109,8 +114,8 @@ def test_the_device_comes_from_the_runs_manifest(tmp_path):
 
 
 def test_the_search_budget_shrinks_so_that_the_check_ends_by_its_deadline():
-    args = fc.build_parser().parse_args(["--model", "m"])  # 300 s asked, 540 s deadline, 60 s runs
-    assert fc.search_budget(args, 80.0) == 300  # a worker up and warm in 80 s: all of it fits
-    assert fc.search_budget(args, 150.0) == int(540 - 150 - 60 - fc.AFTER_SEARCH_S)
+    args = fc.build_parser().parse_args(["--model", "m"])  # 360 s asked, 540 s deadline, 40 s runs
+    assert fc.search_budget(args, 40.0) == 360  # a worker up and warm in 40 s: all of it fits
+    assert fc.search_budget(args, 150.0) == int(540 - 150 - 40 - fc.AFTER_SEARCH_S)
     with pytest.raises(RuntimeError, match="--deadline-s 540: 450 s gone"):
         fc.search_budget(args, 450.0)
