@@ -6,7 +6,10 @@
 #   bash benchmarks/device_round.sh install      install vLLM and the harness's wheels, join the SmolLM2 GGUF
 #   COMMIT=sha bash benchmarks/device_round.sh PHASE   scaling | unequal | e2e-qps | tune
 # Phases that run two one-GPU jobs run them side by side, one per GPU, each under its own timeout,
-# with its log in $OUT.
+# with its log in $OUT. Knobs: PROMPTS (scaling 2000, unequal 1500, e2e-qps 6000 by default), BUDGET
+# (each tune's --budget-s) and LIMIT (each tune's timeout). At e8f9495 (2xH200): scaling PROMPTS=2000,
+# unequal PROMPTS=1500, e2e-qps PROMPTS=4000, tune BUDGET=470 LIMIT=540 (what was left of the device
+# time); find_qps_check then had 15-s probes and a 60-s confirm (its defaults are 10 s and 40 s since).
 set -uo pipefail
 phase=${1:?phase}
 out=${OUT:-/tmp/out}

@@ -105,12 +105,14 @@ def sigint_ignored() -> None:
 
 
 def interrupt_when_ready(proc: subprocess.Popen, ready, timeout: float, poll_s: float = 0.1) -> tuple[str, str]:
-    """Waits (up to 60 s) until ready() is true, lets the work run 1 s more, sends SIGINT and returns the
-    process's (stdout, stderr); the process is killed whatever happens (one that missed the signal
-    would run on for hours)."""
+    """Waits (up to 60 s, else fails) until ready() is true, lets the work run 1 s more, sends SIGINT and
+    returns the process's (stdout, stderr); the process is killed whatever happens (one that missed the
+    signal would run on for hours)."""
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not ready():
+        while not ready():
+            assert time.monotonic() < deadline and proc.poll() is None, \
+                f"not ready to interrupt within 60 s (exit code {proc.poll()})"
             time.sleep(poll_s)
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)

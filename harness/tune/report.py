@@ -50,7 +50,7 @@ def markdown(probes: list[Probe], result: dict) -> str:
     if escalation_lines(result):
         lines += ["Escalations (a longer repeat over the limits is a fail at that length):", ""]
         lines += [f"- {line}" for line in escalation_lines(result)] + [""]
-    lines += [f"- {k}: {v}" for k, v in result.items() if k not in ("user_conf_line", "escalations")]
+    lines += [f"- {k}: {v}" for k, v in result.items() if k not in ("user_conf_line", "escalations", "escalation_capped")]
     lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in rows(probes)]
     return "\n".join(lines) + "\n"

@@ -99,6 +99,7 @@ def test_escalation_stops_at_half_the_confirming_run(tmp_path):
     assert runner.asked[-1][0] == "repeat" and runner.asked[-1][2] == 120000
     assert "half of --confirm-duration-ms" in result["escalation_capped"] and result["best_pass_ms"] == 60000
     assert 0.02 <= result["margin"] <= 0.3 and "120 s" in result["margin_reason"]
+    assert markdown([], result).count("half of --confirm-duration-ms") == 1  # once, in the escalations
 
 
 def test_escalation_respects_max_probes_and_the_budget(tmp_path):
