@@ -145,3 +145,12 @@ def test_the_confirming_run_keeps_its_time_priced_with_the_measured_overhead(tmp
     70 s, while here a 60-s confirm costs 90 s."""
     result = search(tmp_path, SlowRunner(H200, relaxed), "--budget-s", str(budget))
     assert result["confirm"] is not None and result["confirm"]["validity"] != "NOT RUN", result
+
+
+def test_a_failed_repeat_in_the_last_slot_is_not_followed_by_another_run(tmp_path):
+    """--max-probes 4: three probes and the failing 30-s repeat fill it; the search stops there (it
+    takes the best pass no longer run failed at) without a fifth run."""
+    runner = Runner(H200, relaxed)
+    result = search(tmp_path, runner, "--max-probes", "4", "--no-confirm")
+    assert runner.asked == list(H200) and result["stopped"] == "--max-probes 4"
+    assert result["best_pass_qps"] == 28.544 and result["best_pass_ms"] == 15000
