@@ -27,6 +27,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from harness.artifacts.metrics import summary_metrics
 from harness.perf import stages
 from harness.perf.cpu_wait import cgroup_throttled_s, cpu_times
 from harness.perf.harness_run import run_harness
@@ -78,14 +79,12 @@ class Bench:
     def run(self, addresses: list[str], samples: int, scenario: str = "Offline", qps: float = 1.0,
             seed: int = 0, extra=()) -> dict:
         run_dir, r = run_harness(addresses, self.dataset(samples, seed), samples, scenario, self.workdir, qps, extra)
-        sps = r.get("result_samples_per_second") or r.get("result_completed_samples_per_sec")
+        metrics, manifest = summary_metrics(r), json.loads((run_dir / "manifest.json").read_text())
+        sps = metrics["samples_per_s"]
         return {"samples": samples, "samples_per_s": sps, "makespan_s": samples / sps if sps else None,
-                "ttft_p50_ms": r.get("result_first_token_50.00_percentile_latency_ns", 0) / 1e6,
-                "ttft_p99_ms": r.get("result_first_token_99.00_percentile_latency_ns", 0) / 1e6,
-                "tpot_p99_ms": r.get("result_time_per_output_token_99.00_percentile_ns", 0) / 1e6,
+                **{key: metrics[key] or 0.0 for key in ("ttft_p50_ms", "ttft_p99_ms", "tpot_p99_ms")},
                 "completed_per_s": r.get("result_completed_samples_per_sec"),
-                "manifest": json.loads((run_dir / "manifest.json").read_text()).get("dispatch", {}),
-                "end_game": json.loads((run_dir / "manifest.json").read_text()).get("end_game", {})}
+                "manifest": manifest.get("dispatch", {}), "end_game": manifest.get("end_game", {})}
 
 
 def pair(bench: Bench, speeds: tuple[float, float], samples: int, flags=VLLM_LIKE, second_flags=()) -> dict:

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 
+from harness.artifacts.metrics import summary_metrics
 from harness.perf.harness_run import run_harness as harness_run
 from harness.run.synthetic import synthetic_records
 from sut.worker.launch import WorkerProcess, WorkerSpec
@@ -203,19 +204,16 @@ def start_workers(args, gpus: list[int], workdir: pathlib.Path, extra_flags: dic
 def run_harness(addresses, dataset, samples, scenario, workdir, extra=(), qps=None, forced: bool = True) -> dict:
     run_dir, results = harness_run(addresses, dataset, samples, scenario, workdir, qps or 1, extra,
                                    force_output_tokens=forced)
-    ns = 1e-6
+    metrics = summary_metrics(results)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     dispatch = manifest.get("dispatch", {})
-    return {"tokens_per_s": results.get("result_tokens_per_second") or results.get("result_completed_tokens_per_second"),
+    return {"tokens_per_s": metrics["tokens_per_s"],
             "dispatch": {key: dispatch.get(key) for key in ("stolen", "hedged", "wasted_output_tokens", "output_tokens",
                                                             "wasted_fraction", "requests_run_more_than_once")},
             "per_worker": [{k: w.get(k) for k in ("name", "completed", "output_tokens", "stolen_from", "stolen_to",
                                                   "hedged_to", "wasted_output_tokens")}
                            for w in dispatch.get("workers", [])],
-            "ttft_p50_ms": ns * results.get("result_first_token_50.00_percentile_latency_ns", 0),
-            "ttft_p99_ms": ns * results.get("result_first_token_99.00_percentile_latency_ns", 0),
-            "tpot_p50_ms": ns * results.get("result_time_per_output_token_50.00_percentile_ns", 0),
-            "tpot_p99_ms": ns * results.get("result_time_per_output_token_99.00_percentile_ns", 0),
+            **{key: metrics[key] or 0.0 for key in ("ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms")},
             "end_game": manifest.get("end_game"),  # every move and its why: the run dir is temporary
             "run_dir": str(run_dir)}
 

@@ -7,6 +7,7 @@ import pathlib
 import time
 from dataclasses import asdict, dataclass, field
 
+from harness.artifacts.metrics import summary_metrics
 from harness.benchmarks.definitions import LatencyLimit, by_model_name
 from harness.benchmarks.scenarios import SCENARIOS
 from harness.perf.harness_run import run_harness
@@ -77,15 +78,14 @@ def offline_conf(samples: int) -> str:
 
 
 def read_probe(probe: Probe, results: dict, limit: LatencyLimit | None) -> Probe:
-    ms = 1e-6
+    metrics = summary_metrics(results)
     probe.validity = str(results.get("result_validity", "MISSING"))
-    probe.ttft_p99_ms = float(results.get("result_first_token_99.00_percentile_latency_ns", 0)) * ms
-    probe.tpot_p99_ms = float(results.get("result_time_per_output_token_99.00_percentile_ns", 0)) * ms
+    probe.ttft_p99_ms = metrics["ttft_p99_ms"] or 0.0
+    probe.tpot_p99_ms = metrics["tpot_p99_ms"] or 0.0
     probe.completed_qps = float(results.get("result_completed_samples_per_sec", 0) or 0)
     probe.scheduled_qps = float(results.get("result_scheduled_samples_per_sec", 0) or 0)
-    probe.samples_per_s = float(results.get("result_samples_per_second", 0) or probe.completed_qps)
-    probe.tokens_per_s = float(results.get("result_tokens_per_second", 0)
-                               or results.get("result_completed_tokens_per_second", 0) or 0)
+    probe.samples_per_s = metrics["samples_per_s"] or 0.0
+    probe.tokens_per_s = metrics["tokens_per_s"] or 0.0
     probe.queries = int(results.get("result_query_count", 0) or 0)
     advice = [str(results.get(k, "")).strip() for k in ("early_stopping_ttft_result", "early_stopping_tpot_result")]
     probe.early_stopping = " | ".join(a for a in advice if a)
