@@ -230,13 +230,8 @@ class Search:
                                              else f"nothing within the limits at {length / 1000:g} s")
                         break
                     best = max(passes, key=lambda p: p.qps)
-                    try:
-                        repeat = self.server_probe("repeat", best.qps, 2 * length, self.confirm_reserve())
-                    except OutOfBudget as exc:
-                        self.live.note(f"no noise repeat: {exc}")
-                        return runs, best, None
-                    runs.append(repeat)
-                    if repeat.within_limits:
+                    repeat = self.repeat(best, runs)
+                    if repeat is None or repeat.within_limits:
                         return runs, best, repeat
                     if 2 * length > cap:
                         result["escalation_capped"] = (
@@ -260,13 +255,17 @@ class Search:
         best = best_pass(runs)
         if best is None or len(runs) >= args.max_probes:
             return runs, best, None
+        return runs, best, self.repeat(best, runs)
+
+    def repeat(self, best: Probe, runs: list[Probe]) -> Probe | None:
+        """`best` again for twice its length, appended to `runs`; None when that does not fit the budget."""
         try:
             repeat = self.server_probe("repeat", best.qps, 2 * best.duration_ms, self.confirm_reserve())
-            runs.append(repeat)
-            return runs, best, repeat
         except OutOfBudget as exc:
             self.live.note(f"no noise repeat: {exc}")
-            return runs, best, None
+            return None
+        runs.append(repeat)
+        return repeat
 
     def run(self) -> dict:
         args, scenario = self.args, self.args.scenario
