@@ -12,7 +12,8 @@ finding it cost at most 25 % of a grid of full-length runs at 5 % steps, both me
    (fewest: to the first step below found x 1.10), an adaptive search that costs k + 1 runs for a knee
    at (1 - 0.05 k) of the bound, and the walk up. Also projected (not measured) to 60-s probes and a
    600-s confirm.
-Durations are scaled down to fit one 10-minute call, the grid's with the confirming run's. Writes
+Durations are scaled down to fit one 10-minute call, all by the same factor (probes 6 s and the confirm
+60 s: find-qps's defaults / 10), the grid's with the confirming run's. Writes
 OUT/find-qps-check-<device>-<commit>.json, and .probes.md/.svg (find-qps's table and plot) beside it.
 Exit 0: both goals met, 1: not met, 2: bad flags, 3: failed.
 """
@@ -65,12 +66,12 @@ def build_parser() -> Parser:
     p.add_argument("--dataset", default=None, help="cnn_eval.json-format file (default: --prompts synthetic ones)")
     p.add_argument("--prompts", type=int_in(1), default=2000, help="synthetic prompts (default 2000)")
     p.add_argument("--scenario", choices=("Server", "Interactive"), default="Server")
-    p.add_argument("--probe-duration-ms", type=int_in(1), default=10000, help="find-qps probes (default 10000)")
-    p.add_argument("--confirm-duration-ms", type=int_in(1), default=40000,
-                   help="also +10 %% and grid runs (default 40000)")
+    p.add_argument("--probe-duration-ms", type=int_in(1), default=6000, help="find-qps probes (default 6000)")
+    p.add_argument("--confirm-duration-ms", type=int_in(1), default=60000,
+                   help="also +10 %% and grid runs (default 60000: find-qps's 60 s and 600 s, both / 10)")
     p.add_argument("--offline-samples", type=int_in(1), default=1000, help="find-qps's Offline bound (default 1000)")
-    p.add_argument("--budget-s", type=int_in(1), default=360, help="find-qps's --budget-s (default 360)")
-    p.add_argument("--deadline-s", type=int_in(1), default=540, help="end by then (find-qps's budget shrinks)")
+    p.add_argument("--budget-s", type=int_in(1), default=330, help="find-qps's --budget-s (default 330)")
+    p.add_argument("--deadline-s", type=int_in(1), default=560, help="end by then (find-qps's budget shrinks)")
     p.add_argument("--warmup", type=int_in(0), default=64, help="prompts of the untimed warm-up (0: none)")
     p.add_argument("--force-output-tokens", action="store_true", help="every sample max tokens (dummy weights)")
     p.add_argument("--harness-arg", action="append", default=[], metavar="ARG", help="flag for every harness run")

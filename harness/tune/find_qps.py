@@ -8,17 +8,18 @@
    as in a queue; interpolated between the best pass and the lowest fail above it (the Offline rate
    with headroom 0 until a fail is seen), kept 10 % inside the bracket, and a plain bisection when
    the last two probes fell on the same side. It stops when the bracket is within --tolerance.
-3. The best pass is probed again, twice as long. Within the limits: the change in r (noise, and the
-   queueing growth a longer run shows), turned into a change of rate with the local slope of r, gives
-   the margin (2x that, at least --min-margin) unless --margin is given. Over the limits (escalation):
-   that is a fail at twice the length, not noise; the search goes on with probes of that length. What
-   counts at a length: fails of that length or shorter (latency only grows with run length near
-   saturation), passes of that length only; with none yet, the highest shorter pass at least
-   --tolerance below the lowest fail is probed again first (else half that fail). Probes never get
-   longer than half the confirming run: a repeat that fails there gives the margin as above.
+3. The best pass is probed again, twice as long, and the model is extended to run length: in an
+   overloaded queue the wait grows linearly with time, so the knee of a run of length T is about
+   mu + c/T. The repeat measures the knee's fall from the probe's length to its own (the headroom
+   lost, over the local slope of headroom vs rate); the knee at the confirm's length follows, and is
+   the rate chosen, at least --min-margin below the best pass (`knee_margin`). With --escalate a
+   repeat over the limits is a fail at twice the length instead, and the search goes on with probes
+   of that length (up to half the confirming run); what counts at a length: fails of that length or
+   shorter, passes of that length only; with none yet, the highest shorter pass at least
+   --tolerance below the lowest fail is probed again first (else half that fail).
 4. A confirming run at the chosen rate with a submission's settings (mlperf.conf, min_duration
-   --confirm-duration-ms, default 600000): LoadGen must say VALID with no errors; if not, the rate
-   drops by the margin once more (--confirm-attempts).
+   --confirm-duration-ms, default 600000): LoadGen must say VALID with no errors; if not, the next
+   attempt (--confirm-attempts) is 5 % lower, or where the slope through its r puts the knee.
 Every probe is a normal harness run directory under OUTPUT/runs; find-qps.json is written after each;
 a re-run with the same --output replays what is stored and goes on. Ctrl-C stops cleanly.
 """
@@ -35,6 +36,9 @@ from harness.tune.probe import Probe, Runner, confirm_conf, latency_limit, model
 from harness.tune.state import State, StateError
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+RETRY_STEP = 0.05  # a confirming run that failed at a small margin: the model was optimistic, step well down
 
 
 class InputError(ValueError):
@@ -58,11 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-min-queries", type=int, default=100, help="min_query_count of a probe (default 100)")
     p.add_argument("--confirm-duration-ms", type=int, default=600000,
                    help="min_duration of the confirming run (default 600000, a submission's)")
-    p.add_argument("--confirm-attempts", type=int, default=2)
+    p.add_argument("--confirm-attempts", type=int, default=3,
+                   help="confirming runs at most, each lower after an INVALID one (default 3)")
     p.add_argument("--no-confirm", action="store_true", help="stop after the search (no confirming run)")
     p.add_argument("--tolerance", type=float, default=0.03, help="stop when the bracket is this narrow (default 0.03)")
-    p.add_argument("--margin", type=float, default=None, help="fraction below the best pass (default: from noise)")
+    p.add_argument("--margin", type=float, default=None, help="fraction below the best pass (default: from the knee model)")
     p.add_argument("--min-margin", type=float, default=0.02)
+    p.add_argument("--escalate", action="store_true",
+                   help="a repeat over the limits doubles the probe length instead of giving the margin at once")
     p.add_argument("--max-probes", type=int, default=12,
                    help="search probes and their longer repeats at most (default 12)")
     p.add_argument("--budget-s", type=float, default=7200.0,
@@ -116,23 +123,59 @@ def next_target(upper: float, probes: list[Probe], tolerance: float, start: floa
     return min(max(guess, lo.qps + 0.1 * span), hi_q - 0.1 * span)
 
 
-def noise_margin(best: Probe, repeat: Probe | None, probes: list[Probe], floor: float) -> tuple[float, str]:
-    """2 x the change of r between the best short probe and its longer repeat (noise and queueing
-    growth with run length together), turned into a rate by the local slope of the model."""
+def headroom_slope(best: Probe, probes: list[Probe]) -> float | None:
+    """Headroom (1/r) lost per qps at one run length, between the best pass and the probe of that
+    length nearest to it: near saturation headroom falls faster than further down (on the H200 at
+    e8f9495, 1.2/qps between 28.5 and 29.2 qps, 0.31/qps between 20.9 and 28.5), so the local slope
+    is the one that places the knee. None without another rate, or when headroom does not fall."""
+    others = [p for p in probes if p.ratio and p.qps != best.qps]
+    if not best.ratio or not others:
+        return None
+    near = min(others, key=lambda p: abs(p.qps - best.qps))
+    slope = (1 / best.ratio - 1 / near.ratio) / (near.qps - best.qps)
+    return slope if slope > 0 else None
+
+
+def knee_margin(best: Probe, repeat: Probe | None, probes: list[Probe], confirm_ms: int,
+                floor: float) -> tuple[float, str]:
+    """How far below the best pass the knee of a confirm-length run is expected, from the search's
+    model of latency vs load extended to run length. At one length the headroom h = 1/r falls
+    linearly with the rate (`headroom_slope`). Near saturation a longer run moves that line down: in
+    an overloaded queue the wait grows linearly with time, so the knee of a run of length T is about
+    mu + c / T, and the repeat (twice the probe's length) measures the shift c / (2 L); from the
+    repeat's length T2 to the confirm's C the knee falls by that shift x (1 - T2 / C).
+    margin = 1 - knee / best, at least `floor`, at most 30 %."""
     if repeat is None or not best.ratio or not repeat.ratio:
         return max(floor, 0.05), "no repeat probe: 5 %"
-    others = [p for p in probes if p.ratio and p.qps != best.qps]
-    if not others:
-        return max(floor, 0.05), "no neighbouring probe for the slope: 5 %"
-    near = min(others, key=lambda p: abs(p.qps - best.qps))
-    h, h_near = 1 / best.ratio, 1 / near.ratio
-    slope = max((h - h_near) / (near.qps - best.qps), 1e-9)    # headroom lost per qps
-    elasticity = max(slope * best.qps / h, 0.05)                # d ln r / d ln qps
-    change = abs(repeat.ratio - best.ratio) / best.ratio
-    margin = min(0.3, max(floor, 2 * change / elasticity))
-    return margin, (f"r {best.ratio:.3f} at {best.qps:.3f} qps, {repeat.ratio:.3f} in a {repeat.duration_ms / 1000:g} s "
-                    f"repeat: change {100 * change:.1f} %, elasticity {elasticity:.2f} -> 2 x "
-                    f"{100 * change / elasticity:.1f} % of the rate, floor {100 * floor:.0f} %")
+    slope = headroom_slope(best, probes)
+    if slope is None:
+        return max(floor, 0.05), "no other rate probed at that length, or headroom does not fall with the rate: 5 %"
+    h, h_long = 1 / best.ratio, 1 / repeat.ratio
+    shift = max(0.0, (h - h_long) / slope)  # rate the knee lost from the probe's length to the repeat's
+    knee_long = best.qps + (h_long - 1) / slope
+    knee = knee_long - shift * max(0.0, 1 - repeat.duration_ms / confirm_ms)
+    margin = min(0.3, max(floor, 1 - knee / best.qps))
+    return margin, (f"r {best.ratio:.3f} at {best.qps:.3f} qps for {best.duration_ms / 1000:g} s and {repeat.ratio:.3f} "
+                    f"for {repeat.duration_ms / 1000:g} s; headroom slope {slope:.3f}/qps (to the nearest probe): knee "
+                    f"{knee_long:.3f} qps at {repeat.duration_ms / 1000:g} s, {shift:.3f} lower than at "
+                    f"{best.duration_ms / 1000:g} s, so {knee:.3f} at the confirm's {confirm_ms / 1000:g} s; "
+                    f"floor {100 * floor:.0f} %")
+
+
+def retry_rate(failed: Probe, margin: float, slope: float | None, floor: float) -> tuple[float, str]:
+    """The next confirming rate after `failed` was INVALID: RETRY_STEP lower, or lower still where the
+    headroom slope through the failed run's r puts the knee (less `floor`); without a slope, the
+    margin again (at least RETRY_STEP)."""
+    if slope and failed.ratio > 1:
+        step = failed.qps * (1 - RETRY_STEP)
+        knee = failed.qps + (1 / failed.ratio - 1) / slope
+        if knee * (1 - floor) < step:
+            return round(max(knee * (1 - floor), 0.5 * failed.qps), 3), (
+                f"r {failed.ratio:.3f} at {failed.qps:.3f} qps; the headroom slope {slope:.3f}/qps puts the knee at "
+                f"{knee:.3f}, less {100 * floor:.0f} %")
+        return round(step, 3), f"{100 * RETRY_STEP:.0f} % below {failed.qps:.3f} qps"
+    cut = max(margin, RETRY_STEP)
+    return round(failed.qps * (1 - cut), 3), f"{100 * cut:.1f} % below {failed.qps:.3f} qps"
 
 
 def counted_at(runs: list[Probe], length_ms: int) -> list[Probe]:
@@ -233,11 +276,12 @@ class Search:
                     repeat = self.repeat(best, runs)
                     if repeat is None or repeat.within_limits:
                         return runs, best, repeat
-                    if 2 * length > cap:
+                    if not args.escalate or 2 * length > cap:
+                        why = ("no --escalate" if not args.escalate else f"probes longer than {cap / 1000:g} s (half "
+                               f"of --confirm-duration-ms) are not made")
                         result["escalation_capped"] = (
                             f"the {2 * length / 1000:g} s repeat at {best.qps:.3f} qps is over the limits (r "
-                            f"{repeat.ratio:.3f}), but probes longer than {cap / 1000:g} s (half of "
-                            f"--confirm-duration-ms) are not made: the margin comes from this repeat")
+                            f"{repeat.ratio:.3f}), but {why}: the margin comes from this repeat")
                         return runs, best, repeat
                     escalations.append({"at_qps": best.qps, "from_ms": length, "to_ms": 2 * length,
                                         "r": round(repeat.ratio, 4)})
@@ -281,15 +325,15 @@ class Search:
             return dict(result, found_qps=None)
         same_length = [p for p in runs if p.duration_ms == best.duration_ms]
         margin, why = ((args.margin, "--margin") if args.margin is not None else
-                       noise_margin(best, repeat, same_length, args.min_margin))
+                       knee_margin(best, repeat, same_length, args.confirm_duration_ms, args.min_margin))
         chosen = round(best.qps * (1 - margin), 3)
         result.update(best_pass_qps=best.qps, best_pass_ms=best.duration_ms, margin=margin, margin_reason=why,
                       found_qps=chosen, confirm=None)
         if not args.no_confirm:
-            self.confirm(chosen, margin, result)
+            self.confirm(chosen, margin, headroom_slope(best, same_length), result)
         return result
 
-    def confirm(self, chosen: float, margin: float, result: dict) -> None:
+    def confirm(self, chosen: float, margin: float, slope: float | None, result: dict) -> None:
         args, scenario = self.args, self.args.scenario
         for _ in range(args.confirm_attempts):
             conf = confirm_conf(scenario, chosen, args.confirm_duration_ms, self.runner.samples)
@@ -306,7 +350,8 @@ class Search:
                                                      "early_stopping": confirm.early_stopping})
             if confirm.valid:
                 break
-            chosen = round(chosen * (1 - margin), 3)
+            chosen, why = retry_rate(confirm, margin, slope, args.min_margin)
+            result.setdefault("retries", []).append({"after_qps": confirm.qps, "next_qps": chosen, "why": why})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         settings = {k: getattr(args, k) for k in ("scenario", "dataset", "samples", "offline_qps", "offline_samples",
                                                   "probe_duration_ms", "probe_min_queries", "confirm_duration_ms",
-                                                  "tolerance", "margin", "min_margin", "force_output_tokens")}
+                                                  "tolerance", "margin", "min_margin", "force_output_tokens",
+                                                  "escalate")}
         state = State(out / "find-qps.json", settings)
     except (InputError, DatasetError, StateError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -8,7 +8,7 @@ import pytest
 
 from harness.tune.engine_search import representative_subset
 from harness.tune.space import InputError, search_space, worker_flags
-from harness.tune.find_qps import next_target, noise_margin
+from harness.tune.find_qps import RETRY_STEP, knee_margin, next_target, retry_rate
 from harness.tune.probe import Probe
 from harness.tune.state import State, StateError
 from sut.worker.preset import FORMAT, PresetError, load_preset
@@ -33,12 +33,34 @@ def test_interpolates_headroom_and_stops_when_narrow():
     assert next_target(100, [probe(80, 1.1), probe(78, 0.95)], 0.03) is None
 
 
-def test_margin_from_the_long_repeat():
-    best, near = probe(100, 0.9), probe(90, 0.6)
-    margin, why = noise_margin(best, probe(100, 0.99, "repeat", 4000), [near, best], 0.02)
-    # headroom slope (1/0.6 - 1/0.9) / 10 per qps; elasticity = slope * 100 * 0.9 = 5; change 10 % -> 2 x 2 %
-    assert margin == pytest.approx(0.04, abs=1e-3) and "elasticity 5.00" in why
-    assert noise_margin(best, None, [best], 0.02)[0] == 0.05
+def test_margin_from_the_knee_extended_to_the_confirm_length():
+    best, near = probe(100, 0.5), probe(90, 0.25)  # headroom 2 at 100, 4 at 90: slope 0.2 per qps
+    # a 4-s repeat at r 0.8 (headroom 1.25): the knee at 4 s is 100 + (1.25 - 1) / 0.2 = 101.25, and it fell
+    # (2 - 1.25) / 0.2 = 3.75 qps from 2 s to 4 s; to a 40-s confirm it falls 3.75 x (1 - 4 / 40) more
+    margin, why = knee_margin(best, probe(100, 0.8, "repeat", 4000), [near, best], 40000, 0.02)
+    knee = 101.25 - 3.75 * 0.9
+    assert margin == pytest.approx(1 - knee / 100) and f"so {knee:.3f} at the confirm's 40 s" in why
+    # a repeat over the limits (r 2, headroom 0.5) puts the knee below the best pass at once
+    margin, _ = knee_margin(best, probe(100, 2.0, "repeat", 4000), [near, best], 4000, 0.02)
+    assert margin == pytest.approx(1 - (100 - 0.5 / 0.2) / 100)
+    # no growth with length and room to spare: the floor; a repeat of no use, or no slope: 5 %
+    assert knee_margin(best, probe(100, 0.4, "repeat", 4000), [near, best], 40000, 0.02)[0] == 0.02
+    assert knee_margin(best, None, [best], 40000, 0.02)[0] == 0.05
+    assert knee_margin(best, probe(100, 0.8, "repeat", 4000), [best], 40000, 0.02)[0] == 0.05
+    noisy = probe(90, 0.6)  # headroom higher at the higher rate: no slope to trust
+    assert knee_margin(best, probe(100, 0.8, "repeat", 4000), [noisy, best], 40000, 0.02)[0] == 0.05
+    # never more than 30 %
+    assert knee_margin(best, probe(100, 50.0, "repeat", 4000), [best, probe(50, 0.49)], 40000, 0.02)[0] == 0.3
+
+
+def test_a_failed_confirm_steps_down_by_the_slope_or_the_retry_step():
+    failed = probe(100, 1.1, "confirm", 40000)
+    assert retry_rate(failed, 0.02, 0.2, 0.02)[0] == round(100 * (1 - RETRY_STEP), 3)  # the slope says 99.5
+    far = probe(100, 4.0, "confirm", 40000)  # headroom 0.25: knee 100 - 0.75 / 0.2 = 96.25, less 2 %
+    assert retry_rate(far, 0.02, 0.2, 0.02) == (round(96.25 * 0.98, 3), "r 4.000 at 100.000 qps; the headroom "
+                                                "slope 0.200/qps puts the knee at 96.250, less 2 %")
+    assert retry_rate(far, 0.12, None, 0.02)[0] == 88.0  # no slope: the margin again, at least RETRY_STEP
+    assert retry_rate(probe(100, 90.0, "confirm", 40000), 0.02, 0.01, 0.02)[0] == 50.0  # never below half
 
 
 def test_state_replays_in_order_and_refuses_other_settings(tmp_path):
