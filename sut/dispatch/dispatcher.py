@@ -18,10 +18,11 @@ import logging
 import time
 from typing import Callable, Protocol, Sequence
 
-from sut.dispatch.checks import identity_change, identity_of, output_problem
+from sut.dispatch.checks import output_problem
 from sut.dispatch.limits import DispatchLimits
 from sut.dispatch.ledger import Attempt, Connection, Query, WorkerLedger
 from sut.dispatch.policies.base import DispatchPolicy, Move, MoveKind
+from sut.dispatch.trust import Trust
 from sut.dispatch.watchdog import Watchdog
 from sut import stage_trace
 from sut.engines.base import SamplingParams
@@ -32,7 +33,6 @@ from sut.wire import INVALID_REQUEST_PREFIX, first_tokens, params_to_proto, toke
 log = logging.getLogger("sut.dispatch")
 END_GAME_INTERVAL_S = 0.05
 MOVES_KEPT = 2000  # the manifest keeps the first moves in full; counters cover the rest
-INCIDENTS_KEPT = 500
 
 LinkFactory = Callable[[str, object], Connection]
 
@@ -68,7 +68,7 @@ class Dispatcher:
                          "wasted_output_tokens": 0, "foreign_events": 0, "failed_attempts": 0, "violations": 0,
                          "refused_connections": 0, "aborted": 0}
         self.moves: list[dict] = []
-        self.incidents: list[dict] = []  # identity changes, refusals, wrong answers, faulty workers
+        self.trust = Trust(self)
         self._last_end_game = 0.0
         self.watchdog = Watchdog(self)
         self._monitor: asyncio.Task | None = None
@@ -140,28 +140,15 @@ class Dispatcher:
     # --- from links ---------------------------------------------------------------------------
 
     def on_ready(self, link) -> None:
-        worker = self._ledger[id(link)]
-        shown = identity_of(link.info or {})
-        if worker.identity is None:
-            worker.identity = shown
-        else:
-            change = identity_change(worker.identity, shown)
-            if change:
-                self.counters["refused_connections"] += 1
-                self._incident("refused", worker, f"a different worker answered at this address: {change}")
-                link.kill(f"refused: not the worker first seen here ({change})")
-                return
-        if worker.faulty:
-            link.kill(f"refused: marked faulty ({worker.faulty})")
-            return
-        log.info("worker %s ready", link.name)
-        self.pump()
+        if self.trust.admit(self._ledger[id(link)]):
+            log.info("worker %s ready", link.name)
+            self.pump()
 
     def on_down(self, link, reason: str) -> None:
         log.warning("worker %s down: %s", link.address, reason)
         worker = self._ledger[id(link)]
         if worker.in_flight:
-            self.unproductive(worker, f"lost with work in flight ({reason})")
+            self.trust.unproductive(worker, f"lost with work in flight ({reason})")
         self._cancelled = {rid: item for rid, item in self._cancelled.items() if item[0] is not worker}
         requeue = []
         for attempt in worker.clear():
@@ -190,8 +177,8 @@ class Dispatcher:
         attempt = self.attempts.get(event.request_id)
         if attempt is not None and attempt.worker is not worker:
             self.counters["foreign_events"] += 1  # an id this worker was never sent: not its answer
-            self._violation(worker, None, f"answered request {event.request_id}, which was sent to "
-                                          f"{attempt.worker.address}")
+            self.trust.violation(worker, None, f"answered request {event.request_id}, which was sent to "
+                                               f"{attempt.worker.address}")
             return
         if attempt is None:
             self._on_stale_event(worker, event, kind)
@@ -208,7 +195,7 @@ class Dispatcher:
             tokens = event.completion.tokens
             problem = output_problem(tokens, self.params, int((worker.link.info or {}).get("vocab_size") or 0))
             if problem:
-                self._violation(worker, attempt, f"sample {query.index}: {problem}")
+                self.trust.violation(worker, attempt, f"sample {query.index}: {problem}")
                 return
             worker.finished(attempt, now)
             if query.done:
@@ -257,44 +244,6 @@ class Dispatcher:
         worker.stats["reissued"] += 1
         self.counters["reissued"] += 1
         return True
-
-    def _violation(self, worker: WorkerLedger, attempt: Attempt | None, problem: str) -> None:
-        """A wrong answer (or an answer to a request sent elsewhere): the attempt, if it was this
-        worker's, failed; `faulty_after` of them and the worker gets no more work."""
-        worker.stats["violations"] += 1
-        self.counters["violations"] += 1
-        self._incident("wrong answer", worker, problem)
-        if attempt is not None and self.attempt_failed(attempt, f"wrong answer: {problem}"):
-            self.requeue_front([attempt.query])
-        if worker.stats["violations"] >= self.limits.faulty_after:
-            self.mark_faulty(worker, f"{worker.stats['violations']} wrong answers, the last: {problem}")
-
-    def mark_faulty(self, worker: WorkerLedger, why: str) -> None:
-        if not worker.faulty:
-            worker.faulty = why
-            self._incident("faulty", worker, f"no more work: {why}")
-            self._withdraw(worker)
-
-    def unproductive(self, worker: WorkerLedger, why: str) -> None:
-        """A worker that keeps failing (dropped, timing out) and has never answered gets no more work."""
-        worker.stats["unanswered"] += 1
-        if worker.stats["completed"] == 0 and worker.stats["unanswered"] >= self.limits.faulty_after:
-            self.mark_faulty(worker, f"{worker.stats['unanswered']} times {why}, never an answer")
-
-    def _withdraw(self, worker: WorkerLedger) -> None:
-        """Take a worker's work back without blaming the queries (the worker is at fault)."""
-        requeue = []
-        for attempt in list(worker.in_flight.values()):
-            self.cancel_attempt(attempt.request_id)
-            if not attempt.query.done and not attempt.query.live:
-                requeue.append(attempt.query)
-        self.requeue_front(requeue)
-
-    def _incident(self, kind: str, worker: WorkerLedger, detail: str) -> None:
-        log.warning("worker %s: %s: %s", worker.address, kind, detail)
-        if len(self.incidents) < INCIDENTS_KEPT:
-            self.incidents.append({"t_s": round(self.clock() - self.started_at, 3), "kind": kind,
-                                   "worker": worker.address, "detail": detail})
 
     def _on_stale_event(self, worker: WorkerLedger, event, kind: str) -> None:
         """An event for an attempt that is no longer live: a late duplicate or a cancelled one."""
@@ -411,5 +360,5 @@ class Dispatcher:
         """For the manifest: every end-game move and every incident (the first ones in full)."""
         return {"end_game": {"policy": self.policy.name, "moves_recorded": len(self.moves),
                              "moves_total": self.counters["stolen"] + self.counters["hedged"], "moves": self.moves},
-                "incidents": self.incidents,
+                "incidents": self.trust.incidents,
                 "identities": {worker.address: worker.identity for worker in self.workers}}

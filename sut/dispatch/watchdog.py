@@ -66,7 +66,7 @@ class Watchdog:
             if len(query.live) == 1 and others:
                 target = min(others, key=lambda worker: len(worker.in_flight) / worker.capacity)
                 d.counters["timed_out"] += 1
-                d.unproductive(attempt.worker, f"no answer within {limit:g} s")
+                d.trust.unproductive(attempt.worker, f"no answer within {limit:g} s")
                 d.send(query, target, duplicate=True)
                 continue
             retry = False
@@ -75,7 +75,7 @@ class Watchdog:
                 if late.timed_out:
                     d.cancel_attempt(request_id)
                     retry = d.attempt_failed(late, f"no answer within {limit:g} s")
-                    d.unproductive(late.worker, f"no answer within {limit:g} s")
+                    d.trust.unproductive(late.worker, f"no answer within {limit:g} s")
             if retry:
                 d.requeue_front([query])
         if expired:

@@ -74,10 +74,9 @@ class PullPolicy:
         rates = {worker: worker.completion_rate(now) for worker in workers}
         load = {worker: len(worker.in_flight) for worker in workers}
         moves = self._steal([w for w in workers if rates[w]], rates, load)
-        taken = {move.attempt.request_id for move in moves}
         for thief in workers:
             if load[thief] == 0:
-                moves += self._duplicate(thief, workers, now, taken)
+                moves += self._duplicate(thief, workers, now)
         return moves
 
     def _steal(self, workers: list[WorkerLedger], rates: dict, load: dict) -> list[Move]:
@@ -109,9 +108,11 @@ class PullPolicy:
                                   f"{finish[thief]:.2f} s, {victim.name} its {load[victim] + 1} in {finish[victim]:.2f} s"))
         return moves
 
-    def _duplicate(self, thief: WorkerLedger, workers, now: float, taken: set) -> list[Move]:
+    def _duplicate(self, thief: WorkerLedger, workers, now: float) -> list[Move]:
         """Copies for every request of one victim expected to outlast a copy, or none: copies of some
-        of them cannot end the victim's work sooner (the others still run), they only waste."""
+        of them cannot end the victim's work sooner (the others still run), they only waste. A request
+        whose copy already runs elsewhere is covered; one that was stolen earlier can get no copy (a
+        query moves once), so while it outlasts a copy nothing there is copied."""
         copy_s = thief.expected_fresh_s()
         if copy_s is None:
             return []
@@ -120,17 +121,19 @@ class PullPolicy:
         for victim in workers:
             if victim is thief or not victim.in_flight:
                 continue
-            outlast, covered, unknown = [], 0, 0
+            outlast, covered, blocked = [], 0, 0
             for attempt in victim.in_flight.values():
                 remaining = victim.expected_remaining_s(attempt, now)
                 if remaining is None:  # not started: its end cannot be told, so nor can a copy's gain
-                    unknown += 1
+                    blocked += 1
                 elif remaining > self.duplicate_margin * copy_s:
-                    if attempt.query.moved or attempt.request_id in taken:
+                    if len(attempt.query.live) > 1:  # its copy already runs elsewhere
                         covered += 1
+                    elif attempt.query.moved:  # stolen earlier: it moves no more, so it can get no copy
+                        blocked += 1
                     else:
                         outlast.append((remaining, attempt))
-            if unknown or not outlast or len(outlast) > room:
+            if blocked or not outlast or len(outlast) > room:
                 continue
             outlast.sort(key=lambda item: item[0], reverse=True)
             room -= len(outlast)

@@ -139,3 +139,23 @@ def test_a_draining_worker_is_expected_to_finish_at_the_pace_of_its_last_complet
         attempt.first_token_at = k * 0.1
         worker.finished(attempt, 30.0 - k * 0.1)
     assert worker.drain_finish(8.0) is None
+
+
+def test_a_request_stolen_earlier_counts_as_uncopyable_not_as_covered():
+    """The review's case: 40 running, 30 of them stolen earlier (a query moves once, so they can get no
+    copy). Counted as covered, 10 copies were made while the reason said all 40 were covered; the 30
+    still keep the victim busy, so copying the other 10 ends nothing sooner."""
+    small = ledger("small", 32)
+    teach(small, 18.0, 1.7)
+    big = load(ledger("big", 512), 40, started=40, now=9.0, first_id=1000)
+    teach(big, 29.0, 12.0)
+    for attempt in list(big.in_flight.values())[:30]:
+        attempt.query.moved = True
+        attempt.query.live = {attempt.request_id}
+    assert PullPolicy().end_game([small, big], now=10.0) == []
+    # a request whose copy already runs elsewhere is covered: the other 10 are copied, the reason counts 40
+    for attempt in list(big.in_flight.values())[:30]:
+        attempt.query.live = {attempt.request_id, -attempt.request_id}
+    moves = PullPolicy().end_game([small, big], now=10.0)
+    assert len(moves) == 10 and all(not m.attempt.query.moved for m in moves)
+    assert "all 40 requests" in moves[0].reason and moves[0].estimate["outlasting"] == 40
