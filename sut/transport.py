@@ -48,6 +48,7 @@ class WorkerLink:
         self.last_progress = time.monotonic()
         self.last_message = time.monotonic()
         self.disconnects = 0
+        self.engine_tokens = 0  # the current stream's token counter (WorkerMessage.engine_tokens)
         self.reached = False  # the worker answered a health check at least once: it exists
         self._requests: list[pb.GenerateRequest] = []
         self._cancels: list[int] = []
@@ -165,7 +166,7 @@ class WorkerLink:
         self.last_progress = self.last_message = time.monotonic()
         self.last_error = None
         self.listener.on_ready(self)
-        engine_tokens = 0
+        engine_tokens = self.engine_tokens = 0
         try:
             while True:
                 message = await call.read()
@@ -175,7 +176,7 @@ class WorkerLink:
                     return
                 self.last_message = time.monotonic()
                 if message.events or message.engine_tokens != engine_tokens:
-                    engine_tokens = message.engine_tokens
+                    engine_tokens = self.engine_tokens = message.engine_tokens
                     self.last_progress = self.last_message
                 if message.events:
                     if stage_trace.TRACE.enabled:

@@ -56,7 +56,7 @@ class Dispatcher:
         self.needs_first_token = needs_first_token
         self.on_fatal = on_fatal
         self.limits = limits or DispatchLimits()
-        self.workers = [WorkerLedger(link_factory(address, self)) for address in addresses]
+        self.workers = [WorkerLedger(link_factory(address, self), params.max_new_tokens) for address in addresses]
         self._ledger = {id(worker.link): worker for worker in self.workers}
         self.pending: collections.deque[Query] = collections.deque()
         self.attempts: dict[int, Attempt] = {}  # insertion order is send order: deadlines expire in order
@@ -163,6 +163,7 @@ class Dispatcher:
         try:
             worker = self._ledger[id(link)]
             now = self.clock()
+            worker.progress(getattr(link, "engine_tokens", None), now)
             completions: list[tuple[Query, bytes]] = []
             for event in events:
                 self._on_event(worker, event, now, completions)

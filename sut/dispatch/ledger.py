@@ -14,6 +14,7 @@ from typing import Protocol
 RATE_WINDOW_S = 5.0
 TAIL_POINTS = 16  # at least the last completions whose (first token, completion) times show the current pace
 TAIL_KEPT = 256  # more when those started together (one prefill step starts up to a dozen requests)
+STEP_WINDOW_S = 2.0  # the engine's current step rate: counts arrive with events, or once a second alone
 STAT_KEYS = ("completed", "output_tokens", "failures", "reissued", "stolen_from", "stolen_to", "hedged_to",
              "duplicates_dropped", "wasted_output_tokens", "cancelled", "violations", "unanswered", "peak_in_flight")
 
@@ -43,6 +44,7 @@ class Attempt:
     sent_at: float
     first_token_at: float | None = None
     duplicate: bool = False  # a second copy running beside the original
+    first_step: float | None = None  # the worker's step clock at its first token
     timed_out: bool = False  # past its deadline once (it may still answer first)
 
 
@@ -82,8 +84,9 @@ class Ewma:
 
 
 class WorkerLedger:
-    def __init__(self, link: Connection):
+    def __init__(self, link: Connection, max_new_tokens: int | None = None):
         self.link = link
+        self.max_new_tokens = max_new_tokens  # a request's output at most: what a started one has left
         self.in_flight: dict[int, Attempt] = {}  # insertion order is send order
         self.unstarted: dict[int, Attempt] = {}  # no first token yet: queued in the engine, free to move
         self.outstanding_work = 0
@@ -99,6 +102,9 @@ class WorkerLedger:
         self.last_completion_at: float | None = None  # when its last answer came: where its tail ended
         self._tail: collections.deque[tuple[float, float]] = collections.deque(maxlen=TAIL_KEPT)
         self._pace: tuple | None = None  # the line drain_finish extends, until the next completion
+        self.steps = 0.0  # decode steps run: each request decoding gains one token a step
+        self._engine_tokens: int | None = None
+        self._step_marks: collections.deque[tuple[float, float]] = collections.deque()
 
     @property
     def address(self) -> str:
@@ -135,9 +141,31 @@ class WorkerLedger:
             self.outstanding_work -= attempt.query.work
         return attempt
 
+    def progress(self, engine_tokens: int | None, now: float) -> None:
+        """The stream's token counter, read before its events: the tokens since the last count, over
+        the requests decoding meanwhile, are the engine steps run (a new stream's count starts again)."""
+        if engine_tokens is None:
+            return
+        last = self._engine_tokens
+        if last is not None and engine_tokens > last and self.running:
+            self.steps += (engine_tokens - last) / self.running
+            self._step_marks.append((now, self.steps))
+            while len(self._step_marks) > 2 and now - self._step_marks[1][0] > STEP_WINDOW_S:
+                self._step_marks.popleft()
+        self._engine_tokens = engine_tokens
+
+    def step_rate(self, now: float) -> float | None:
+        """Engine steps per second over the last STEP_WINDOW_S: several times faster once no prompts
+        are left to prefill, which the decode time measured under load does not show."""
+        marks = [m for m in self._step_marks if now - m[0] <= STEP_WINDOW_S]
+        if len(marks) < 2 or marks[-1][0] - marks[0][0] < 0.25:
+            return None
+        return (marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0]) or None
+
     def started(self, attempt: Attempt, now: float) -> None:
         if self.unstarted.pop(attempt.request_id, None) is not None:
             attempt.first_token_at = now
+            attempt.first_step = self.steps
             ttft = now - attempt.sent_at
             self.min_ttft_s = ttft if self.min_ttft_s is None else min(self.min_ttft_s, ttft)
 
@@ -170,14 +198,26 @@ class WorkerLedger:
 
     def expected_remaining_s(self, attempt: Attempt, now: float) -> float | None:
         """How long a started attempt still needs here: its measured decode time less what it has run,
-        or, when sooner, what the pace of the last completions gives (`drain_finish`)."""
+        or, when sooner, what the pace of the last completions gives (`drain_finish`), or the tokens
+        it can still produce at the engine's current step rate (`steps_left_s`)."""
         if self.decode_s.value is None or attempt.first_token_at is None:
             return None
         remaining = self.decode_s.value - (now - attempt.first_token_at)
         paced = self.drain_finish(attempt.first_token_at)
         if paced is not None:
             remaining = min(remaining, paced - now)
+        stepped = self.steps_left_s(attempt, now)
+        if stepped is not None:
+            remaining = min(remaining, stepped)
         return max(0.0, remaining)
+
+    def steps_left_s(self, attempt: Attempt, now: float) -> float | None:
+        """(max new tokens - 1 - steps since its first token) / the current step rate: at most what a
+        started request has left (outputs that stop early end sooner); None until the rate is known."""
+        rate = self.step_rate(now)
+        if rate is None or attempt.first_step is None or not self.max_new_tokens:
+            return None
+        return max(0.0, self.max_new_tokens - 1 - (self.steps - attempt.first_step)) / rate
 
     def drain_finish(self, first_token_at: float) -> float | None:
         """When a request whose first token came at `first_token_at` is expected to complete, from the

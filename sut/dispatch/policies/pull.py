@@ -18,9 +18,9 @@ completion rate over the last seconds, and how long a started request takes ther
   first token plus its decode time, times `duplicate_margin`, under the original's expected
   remaining time), and only when every request there expected to outlast a copy gets one (they fit
   in the idle worker's slots): copies of 32 of 350 long requests end nothing sooner, they only waste.
-  The original's remaining time is the sooner of its decode time less what it has run and the pace
-  of that worker's last completions (a worker that has no prompts left to prefill decodes its last
-  requests several times faster than under load). On equal workers nothing qualifies, so nothing runs
+  The original's remaining time is the soonest of its decode time less what it has run, the pace
+  of that worker's last completions, and its tokens left at the engine's current step rate (a worker
+  that has no prompts left to prefill decodes its last requests several times faster than under load). On equal workers nothing qualifies, so nothing runs
   twice; a slow worker's long tail goes to the idle fast one. The first answer wins and the other
   copy is cancelled; the manifest's move records the estimates and which copy won.
 A query moves at most once.

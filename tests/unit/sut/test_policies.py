@@ -159,3 +159,29 @@ def test_a_request_stolen_earlier_counts_as_uncopyable_not_as_covered():
     moves = PullPolicy().end_game([small, big], now=10.0)
     assert len(moves) == 10 and all(not m.attempt.query.moved for m in moves)
     assert "all 40 requests" in moves[0].reason and moves[0].estimate["outlasting"] == 40
+
+
+def test_a_worker_decoding_its_last_requests_is_expected_to_finish_at_its_current_step_rate():
+    """The equal H200 pair at e8f9495: one worker ran dry while the other still had 488 requests
+    decoding; their decode time under load (16 s here) said 5-12 s more, and 284 copies were made, but
+    they ended 0.3 s later: with no prompts left to prefill, steps are several times faster. The
+    engine's token counter over the requests decoding gives the steps run and their current rate."""
+    thief = ledger("thief", 512)
+    teach(thief, 29.0, 3.0, now=31.0)
+    link = types.SimpleNamespace(address="victim", name="victim", capacity=512, ready=True, state_name="ready",
+                                 last_error=None, disconnects=0)
+    victim = WorkerLedger(link, max_new_tokens=128)
+    teach(victim, 29.0, 16.0, now=27.0)
+    victim.progress(0, 27.0)
+    load(victim, 488, started=488, now=27.0, first_id=1000)
+    running = next(iter(victim.in_flight.values()))
+    assert victim.expected_remaining_s(running, now=31.0) == pytest.approx(12.0, abs=0.01)  # no count yet
+    copies = PullPolicy().end_game([thief, victim], now=31.0)
+    assert len(copies) == 488 and all(m.kind is MoveKind.DUPLICATE for m in copies)  # what the GPU run did
+    for t, steps in ((30.0, 100), (30.5, 110), (31.0, 120)):  # 20 steps a second: 488 tokens each
+        victim.progress(488 * steps, t)
+    assert victim.steps == pytest.approx(120) and victim.step_rate(31.0) == pytest.approx(20.0)
+    assert victim.expected_remaining_s(running, now=31.0) == pytest.approx((127 - 120) / 20)
+    assert PullPolicy().end_game([thief, victim], now=31.0) == []
+    victim.progress(5, 31.1)  # a new stream's counter starts again: no steps from it
+    assert victim.steps == pytest.approx(120)
