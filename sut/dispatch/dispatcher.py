@@ -286,6 +286,8 @@ class Dispatcher:
             now = self.clock()
             if now - self._last_end_game >= END_GAME_INTERVAL_S:
                 self._last_end_game = now
+                for worker in workers:  # counts that came alone (heartbeats), stamped when they came
+                    worker.progress(getattr(worker.link, "engine_tokens", None), worker.link.last_progress)
                 for move in self.policy.end_game(workers, now):
                     self._apply(move, now)
 

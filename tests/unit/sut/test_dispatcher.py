@@ -368,3 +368,22 @@ def test_silence_counts_from_when_an_idle_worker_was_given_work():
     d.submit([(1, 0)])
     worker = d.workers[0]
     assert clock.now - max(a.last_message, worker.busy_since) < d.limits.silence_timeout_s
+
+
+def test_the_step_clock_also_reads_the_counts_that_come_alone_between_events():
+    """A worker decoding its last long requests sends no event for seconds, only its token counter once
+    a second; those counts must reach the step clock, or its rate is unknown 2 s after the last event,
+    just when the end game weighs copies of that worker's tail."""
+    d, (a, b), _, _, clock = make({"a": 4, "b": 4}, policy=PullPolicy(credit_factor=1.0), samples=2)
+    d.submit([(0, 0), (1, 1)])
+    (rb,) = list(in_flight(d, b))
+    b.engine_tokens = 1
+    clock.now += 0.1
+    d.on_events(b, [first_token(rb)])
+    for k in range(1, 5):  # heartbeats: 10 steps of the one request each half second
+        clock.now += 0.5
+        b.engine_tokens += 10
+        b.last_progress = clock.now
+        d.pump()
+    worker = d.workers[1]
+    assert worker.steps == 40 and worker.step_rate(clock.now) == 20.0
