@@ -173,7 +173,8 @@ def retry_rate(failed: Probe, margin: float, slope: float | None, floor: float) 
             return round(max(knee * (1 - floor), 0.5 * failed.qps), 3), (
                 f"r {failed.ratio:.3f} at {failed.qps:.3f} qps; the headroom slope {slope:.3f}/qps puts the knee at "
                 f"{knee:.3f}, less {100 * floor:.0f} %")
-        return round(step, 3), f"{100 * RETRY_STEP:.0f} % below {failed.qps:.3f} qps"
+    if slope:  # the slope puts the knee no lower, or r is within the limits (INVALID by early stopping, errors)
+        return round(failed.qps * (1 - RETRY_STEP), 3), f"{100 * RETRY_STEP:.0f} % below {failed.qps:.3f} qps"
     cut = max(margin, RETRY_STEP)
     return round(failed.qps * (1 - cut), 3), f"{100 * cut:.1f} % below {failed.qps:.3f} qps"
 

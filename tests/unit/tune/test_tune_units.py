@@ -60,6 +60,8 @@ def test_a_failed_confirm_steps_down_by_the_slope_or_the_retry_step():
     assert retry_rate(far, 0.02, 0.2, 0.02) == (round(96.25 * 0.98, 3), "r 4.000 at 100.000 qps; the headroom "
                                                 "slope 0.200/qps puts the knee at 96.250, less 2 %")
     assert retry_rate(far, 0.12, None, 0.02)[0] == 88.0  # no slope: the margin again, at least RETRY_STEP
+    # within the limits but INVALID (early stopping, errors): RETRY_STEP, not the margin again (30 % at most)
+    assert retry_rate(probe(100, 0.9, "confirm", 40000), 0.3, 0.2, 0.02)[0] == round(100 * (1 - RETRY_STEP), 3)
     assert retry_rate(probe(100, 90.0, "confirm", 40000), 0.02, 0.01, 0.02)[0] == 50.0  # never below half
 
 
