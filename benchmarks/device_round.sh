@@ -4,12 +4,14 @@
 # given as COMMIT (the device's copy of .git is stale).
 #   bash benchmarks/device_round.sh part N       copy the carried .vllm-wheels/pN (or .gguf/X) to /tmp/parts
 #   bash benchmarks/device_round.sh install      install vLLM and the harness's wheels, join the SmolLM2 GGUF
-#   COMMIT=sha bash benchmarks/device_round.sh PHASE   scaling | unequal | e2e-qps | tune
+#   COMMIT=sha bash benchmarks/device_round.sh PHASE   scaling | unequal | e2e-qps | tune | fq-single | fq-escalate
 # Phases that run two one-GPU jobs run them side by side, one per GPU, each under its own timeout,
 # with its log in $OUT. Knobs: PROMPTS (scaling 2000, unequal 1500, e2e-qps 6000 by default), BUDGET
 # (each tune's --budget-s) and LIMIT (each tune's timeout). At e8f9495 (2xH200): scaling PROMPTS=2000,
 # unequal PROMPTS=1500, e2e-qps PROMPTS=4000, tune BUDGET=470 LIMIT=540 (what was left of the device
-# time); find_qps_check then had 15-s probes and a 60-s confirm (its defaults are 10 s and 40 s since).
+# time); find_qps_check then had 15-s probes and a 60-s confirm (its defaults are 6 s and 60 s since).
+# fq-single: find_qps_check on GPU 0 beside gpu_suite --parts single (PROMPTS, 1500) on GPU 1;
+# fq-escalate: find_qps_check on GPU 0 and the same with find-qps --escalate on GPU 1.
 set -uo pipefail
 phase=${1:?phase}
 out=${OUT:-/tmp/out}
@@ -58,6 +60,21 @@ case $phase in
        --gpu-memory-gib 24 --name vllm-24gib-emulated "${dummy[@]}" --budget-s "${BUDGET:-480}" --output /tmp/tune24 --preset-dir "$out" \
        --commit "$commit" --quiet > "$out/tune24.log" 2>&1; echo "tune rc $?" >> "$out/tune24.log"
      cp /tmp/tune24/tune.json "$out/tune24.json" 2>/dev/null) &
+    wait ;;
+  fq-single)
+    (CUDA_VISIBLE_DEVICES=0 timeout 580 python3 -m harness.perf.find_qps_check --model $llama "${dummy[@]}" \
+       --force-output-tokens --commit "$commit" --out "$out" > "$out/find-qps-check.log" 2>&1
+     echo "find_qps_check rc $?" >> "$out/find-qps-check.log") &
+    (CUDA_VISIBLE_DEVICES=1 timeout 580 python3 -m harness.perf.gpu_suite --parts single --prompts "${PROMPTS:-1500}" \
+       --commit "$commit" --out "$out" > "$out/single.log" 2>&1; echo "single rc $?" >> "$out/single.log") &
+    wait ;;
+  fq-escalate)
+    for gpu in 0 1; do
+      flag=(); [ $gpu = 1 ] && flag=(--find-qps-arg=--escalate)
+      (CUDA_VISIBLE_DEVICES=$gpu timeout 580 python3 -m harness.perf.find_qps_check --model $llama "${dummy[@]}" \
+         "${flag[@]}" --force-output-tokens --commit "$commit" --out "$out/gpu$gpu" > "$out/find-qps-check-gpu$gpu.log" 2>&1
+       echo "find_qps_check rc $?" >> "$out/find-qps-check-gpu$gpu.log") &
+    done
     wait ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac

@@ -31,14 +31,12 @@ import sys
 
 from harness.artifacts.dataset import DatasetError, load_dataset
 from harness.tune import report
+from harness.tune.knee import headroom_slope, knee_margin, next_target, retry_rate
 from harness.tune.live import Live
 from harness.tune.probe import Probe, Runner, confirm_conf, latency_limit, model_name_of, offline_conf, server_conf
 from harness.tune.state import State, StateError
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-
-RETRY_STEP = 0.05  # a confirming run that failed at a small margin: the model was optimistic, step well down
 
 
 class InputError(ValueError):
@@ -98,85 +96,6 @@ def check_args(args) -> None:
         raise InputError(f"--budget-s {args.budget_s}: must be > 0")
     if not [a for a in args.workers.split(",") if a.strip()]:
         raise InputError("--workers: no address given")
-
-
-def next_target(upper: float, probes: list[Probe], tolerance: float, start: float = 0.7) -> float | None:
-    """The next rate to probe, or None when the bracket is narrow enough (or nothing passes)."""
-    passes = [p for p in probes if p.within_limits]
-    lo = max(passes, key=lambda p: p.qps) if passes else None
-    above = [p for p in probes if not p.within_limits and (lo is None or p.qps > lo.qps)]
-    hi = min(above, key=lambda p: p.qps) if above else None
-    if lo is None:
-        if hi is None:
-            return start * upper
-        target = 0.5 * hi.qps
-        return target if target >= 0.01 * upper else None
-    hi_q, hi_h = (hi.qps, 1 / hi.ratio if hi.ratio > 0 else 0.0) if hi else (upper, 0.0)
-    span = hi_q - lo.qps
-    if span <= tolerance * hi_q:
-        return None
-    last = probes[-2:]
-    if len(last) == 2 and last[0].within_limits == last[1].within_limits:
-        return lo.qps + span / 2  # guard (as Illinois' rule): the same side moved twice, bisect
-    h_lo = 1 / lo.ratio
-    guess = lo.qps + (h_lo - 1) / max(h_lo - hi_h, 1e-9) * span
-    return min(max(guess, lo.qps + 0.1 * span), hi_q - 0.1 * span)
-
-
-def headroom_slope(best: Probe, probes: list[Probe]) -> float | None:
-    """Headroom (1/r) lost per qps at one run length, between the best pass and the probe of that
-    length nearest to it: near saturation headroom falls faster than further down (on the H200 at
-    e8f9495, 1.2/qps between 28.5 and 29.2 qps, 0.31/qps between 20.9 and 28.5), so the local slope
-    is the one that places the knee. None without another rate, or when headroom does not fall."""
-    others = [p for p in probes if p.ratio and p.qps != best.qps]
-    if not best.ratio or not others:
-        return None
-    near = min(others, key=lambda p: abs(p.qps - best.qps))
-    slope = (1 / best.ratio - 1 / near.ratio) / (near.qps - best.qps)
-    return slope if slope > 0 else None
-
-
-def knee_margin(best: Probe, repeat: Probe | None, probes: list[Probe], confirm_ms: int,
-                floor: float) -> tuple[float, str]:
-    """How far below the best pass the knee of a confirm-length run is expected, from the search's
-    model of latency vs load extended to run length. At one length the headroom h = 1/r falls
-    linearly with the rate (`headroom_slope`). Near saturation a longer run moves that line down: in
-    an overloaded queue the wait grows linearly with time, so the knee of a run of length T is about
-    mu + c / T, and the repeat (twice the probe's length) measures the shift c / (2 L); from the
-    repeat's length T2 to the confirm's C the knee falls by that shift x (1 - T2 / C).
-    margin = 1 - knee / best, at least `floor`, at most 30 %."""
-    if repeat is None or not best.ratio or not repeat.ratio:
-        return max(floor, 0.05), "no repeat probe: 5 %"
-    slope = headroom_slope(best, probes)
-    if slope is None:
-        return max(floor, 0.05), "no other rate probed at that length, or headroom does not fall with the rate: 5 %"
-    h, h_long = 1 / best.ratio, 1 / repeat.ratio
-    shift = max(0.0, (h - h_long) / slope)  # rate the knee lost from the probe's length to the repeat's
-    knee_long = best.qps + (h_long - 1) / slope
-    knee = knee_long - shift * max(0.0, 1 - repeat.duration_ms / confirm_ms)
-    margin = min(0.3, max(floor, 1 - knee / best.qps))
-    return margin, (f"r {best.ratio:.3f} at {best.qps:.3f} qps for {best.duration_ms / 1000:g} s and {repeat.ratio:.3f} "
-                    f"for {repeat.duration_ms / 1000:g} s; headroom slope {slope:.3f}/qps (to the nearest probe): knee "
-                    f"{knee_long:.3f} qps at {repeat.duration_ms / 1000:g} s, {shift:.3f} lower than at "
-                    f"{best.duration_ms / 1000:g} s, so {knee:.3f} at the confirm's {confirm_ms / 1000:g} s; "
-                    f"floor {100 * floor:.0f} %")
-
-
-def retry_rate(failed: Probe, margin: float, slope: float | None, floor: float) -> tuple[float, str]:
-    """The next confirming rate after `failed` was INVALID: RETRY_STEP lower, or lower still where the
-    headroom slope through the failed run's r puts the knee (less `floor`); without a slope, the
-    margin again (at least RETRY_STEP)."""
-    if slope and failed.ratio > 1:
-        step = failed.qps * (1 - RETRY_STEP)
-        knee = failed.qps + (1 / failed.ratio - 1) / slope
-        if knee * (1 - floor) < step:
-            return round(max(knee * (1 - floor), 0.5 * failed.qps), 3), (
-                f"r {failed.ratio:.3f} at {failed.qps:.3f} qps; the headroom slope {slope:.3f}/qps puts the knee at "
-                f"{knee:.3f}, less {100 * floor:.0f} %")
-    if slope:  # the slope puts the knee no lower, or r is within the limits (INVALID by early stopping, errors)
-        return round(failed.qps * (1 - RETRY_STEP), 3), f"{100 * RETRY_STEP:.0f} % below {failed.qps:.3f} qps"
-    cut = max(margin, RETRY_STEP)
-    return round(failed.qps * (1 - cut), 3), f"{100 * cut:.1f} % below {failed.qps:.3f} qps"
 
 
 def counted_at(runs: list[Probe], length_ms: int) -> list[Probe]:
@@ -277,12 +196,17 @@ class Search:
                     repeat = self.repeat(best, runs)
                     if repeat is None or repeat.within_limits:
                         return runs, best, repeat
-                    if not args.escalate or 2 * length > cap:
-                        why = ("no --escalate" if not args.escalate else f"probes longer than {cap / 1000:g} s (half "
-                               f"of --confirm-duration-ms) are not made")
+                    if not args.escalate:
+                        result["repeat_over"] = (
+                            f"the {2 * length / 1000:g} s repeat at {best.qps:.3f} qps is over the limits (r "
+                            f"{repeat.ratio:.3f}): the knee model takes the margin from it (--escalate would probe "
+                            f"for {2 * length / 1000:g} s instead)")
+                        return runs, best, repeat
+                    if 2 * length > cap:
                         result["escalation_capped"] = (
                             f"the {2 * length / 1000:g} s repeat at {best.qps:.3f} qps is over the limits (r "
-                            f"{repeat.ratio:.3f}), but {why}: the margin comes from this repeat")
+                            f"{repeat.ratio:.3f}), but probes longer than {cap / 1000:g} s (half of "
+                            f"--confirm-duration-ms) are not made: the margin comes from this repeat")
                         return runs, best, repeat
                     escalations.append({"at_qps": best.qps, "from_ms": length, "to_ms": 2 * length,
                                         "r": round(repeat.ratio, 4)})
@@ -355,6 +279,16 @@ class Search:
             result.setdefault("retries", []).append({"after_qps": confirm.qps, "next_qps": chosen, "why": why})
 
 
+def state_settings(args) -> dict:
+    """What a resumed search must share with the stored one."""
+    settings = {k: getattr(args, k) for k in ("scenario", "dataset", "samples", "offline_qps", "offline_samples",
+                                              "probe_duration_ms", "probe_min_queries", "confirm_duration_ms",
+                                              "tolerance", "margin", "min_margin", "force_output_tokens")}
+    if args.escalate:  # only when on: a state file from before the flag resumes without it
+        settings["escalate"] = True
+    return settings
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -362,11 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset = load_dataset(pathlib.Path(args.dataset), args.samples)
         out = pathlib.Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
-        settings = {k: getattr(args, k) for k in ("scenario", "dataset", "samples", "offline_qps", "offline_samples",
-                                                  "probe_duration_ms", "probe_min_queries", "confirm_duration_ms",
-                                                  "tolerance", "margin", "min_margin", "force_output_tokens",
-                                                  "escalate")}
-        state = State(out / "find-qps.json", settings)
+        state = State(out / "find-qps.json", state_settings(args))
     except (InputError, DatasetError, StateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT

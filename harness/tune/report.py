@@ -40,6 +40,8 @@ def escalation_lines(result: dict) -> list[str]:
              for e in result.get("escalations") or ()]
     if result.get("escalation_capped"):
         lines.append(f"not escalated further: {result['escalation_capped']}")
+    if result.get("repeat_over"):
+        lines.append(result["repeat_over"])
     return lines
 
 
@@ -48,9 +50,10 @@ def markdown(probes: list[Probe], result: dict) -> str:
     if result.get("user_conf_line"):
         lines += ["```", result["user_conf_line"], "```", ""]
     if escalation_lines(result):
-        lines += ["Escalations (a longer repeat over the limits is a fail at that length):", ""]
+        lines += ["Repeats over the limits (twice a probe's length):", ""]
         lines += [f"- {line}" for line in escalation_lines(result)] + [""]
-    lines += [f"- {k}: {v}" for k, v in result.items() if k not in ("user_conf_line", "escalations", "escalation_capped")]
+    lines += [f"- {k}: {v}" for k, v in result.items()
+              if k not in ("user_conf_line", "escalations", "escalation_capped", "repeat_over")]
     lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in rows(probes)]
     return "\n".join(lines) + "\n"

@@ -163,7 +163,11 @@ class Dispatcher:
         try:
             worker = self._ledger[id(link)]
             now = self.clock()
-            worker.progress(getattr(link, "engine_tokens", None), now)
+            starting = 0  # first tokens in this message: counted by the engine, not steps of those decoding
+            for event in events:
+                if event.WhichOneof("kind") == "first_token" and event.request_id in worker.unstarted:
+                    starting += 1
+            worker.progress(getattr(link, "engine_tokens", None), now, starting)
             completions: list[tuple[Query, bytes]] = []
             for event in events:
                 self._on_event(worker, event, now, completions)

@@ -141,14 +141,15 @@ class WorkerLedger:
             self.outstanding_work -= attempt.query.work
         return attempt
 
-    def progress(self, engine_tokens: int | None, now: float) -> None:
-        """The stream's token counter, read before its events: the tokens since the last count, over
-        the requests decoding meanwhile, are the engine steps run (a new stream's count starts again)."""
+    def progress(self, engine_tokens: int | None, now: float, starting: int = 0) -> None:
+        """The stream's token counter, read before its events: the tokens since the last count, less
+        the first tokens of `starting` requests, over the requests decoding meanwhile, are the engine
+        steps run (a new stream's count starts again)."""
         if engine_tokens is None:
             return
         last = self._engine_tokens
-        if last is not None and engine_tokens > last and self.running:
-            self.steps += (engine_tokens - last) / self.running
+        if last is not None and engine_tokens - starting > last and self.running:
+            self.steps += (engine_tokens - starting - last) / self.running
             self._step_marks.append((now, self.steps))
             while len(self._step_marks) > 2 and now - self._step_marks[1][0] > STEP_WINDOW_S:
                 self._step_marks.popleft()

@@ -185,3 +185,12 @@ def test_a_worker_decoding_its_last_requests_is_expected_to_finish_at_its_curren
     assert PullPolicy().end_game([thief, victim], now=31.0) == []
     victim.progress(5, 31.1)  # a new stream's counter starts again: no steps from it
     assert victim.steps == pytest.approx(120)
+
+
+def test_first_tokens_counted_with_a_step_are_not_steps_of_the_requests_decoding():
+    """One request decoding and twelve starting in the same engine step: 13 tokens, one step (review)."""
+    worker = WorkerLedger(ledger("w", 64).link, max_new_tokens=128)
+    worker.progress(0, 0.0)
+    load(worker, 1, started=1)
+    worker.progress(13, 0.1, starting=12)
+    assert worker.steps == pytest.approx(1.0)

@@ -7,13 +7,16 @@ repeat at 29.218 had r 1.371 (p99 TTFT 2742 ms), which the old margin rule turne
 29.218: 20.453, while 22.498 was still VALID for 60 s."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from harness.tune.find_qps import Search, best_pass, build_parser, counted_at, knee_margin, next_probe
+from harness.tune.find_qps import Search, best_pass, build_parser, counted_at, next_probe
+from harness.tune.knee import knee_margin
 from harness.tune.live import Live
 from harness.tune.probe import Probe
 from harness.tune.report import markdown
-from harness.tune.state import State
+from harness.tune.state import State, StateError
 
 H200 = {("probe", 20.924, 15000): 0.15025676, ("probe", 28.544, 15000): 0.2324554,
         ("probe", 29.218, 15000): 0.28588721, ("repeat", 29.218, 30000): 1.37107767}  # its find-qps.json
@@ -60,7 +63,10 @@ def test_the_h200_trajectory_takes_the_knee_models_rate_not_a_30_percent_margin(
     assert runner.asked == [*H200, ("confirm", 27.831, 60000)] and result["escalations"] == []
     assert result["found_qps"] == 27.831 and result["confirm"]["validity"] == "VALID"
     assert KNEE * 0.95 < result["found_qps"] <= KNEE and result["best_pass_qps"] == 29.218
-    assert "the margin comes from this repeat" in result["escalation_capped"] and "no --escalate" in result["escalation_capped"]
+    assert result["repeat_over"].startswith("the 30 s repeat at 29.218 qps is over the limits (r 1.371): the knee model")
+    assert "escalation_capped" not in result
+    text = markdown(State(tmp_path / "find-qps.json", {}).probes(), result)
+    assert "Repeats over the limits" in text and "--escalate would probe for 30 s instead" in text
     assert "so 27.831 at the confirm's 60 s" in result["margin_reason"]
 
 
@@ -201,3 +207,13 @@ def test_the_knee_model_lands_within_the_issue_check_at_a_fraction_of_escalation
         assert result["found_qps"] > 0.93 * knee
         cost[flags] = (35 + sum(ms / 1000 + 3 for _, _, ms in runner.asked)) / (20 * 603)
     assert cost[()] <= 0.14 and cost[()] <= cost[("--escalate",)]
+
+
+def test_a_state_file_from_before_escalate_became_a_flag_resumes_without_it(tmp_path):
+    from harness.tune.find_qps import state_settings
+    parse = build_parser().parse_args
+    plain, escalating = (state_settings(parse(["--workers", "w", "--dataset", "d", *flag])) for flag in ([], ["--escalate"]))
+    (tmp_path / "find-qps.json").write_text(json.dumps({"settings": plain, "probes": [], "result": None}))
+    assert State(tmp_path / "find-qps.json", plain).resumed == 0  # the old settings had no "escalate" key
+    with pytest.raises(StateError, match=r"other settings \(escalate\)"):
+        State(tmp_path / "find-qps.json", escalating)

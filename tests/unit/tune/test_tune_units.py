@@ -8,7 +8,7 @@ import pytest
 
 from harness.tune.engine_search import representative_subset
 from harness.tune.space import InputError, search_space, worker_flags
-from harness.tune.find_qps import RETRY_STEP, knee_margin, next_target, retry_rate
+from harness.tune.knee import RETRY_STEP, knee_margin, next_target, retry_rate
 from harness.tune.probe import Probe
 from harness.tune.state import State, StateError
 from sut.worker.preset import FORMAT, PresetError, load_preset
