@@ -10,7 +10,8 @@
 # (each tune's --budget-s) and LIMIT (each tune's timeout). At e8f9495 (2xH200): scaling PROMPTS=2000,
 # unequal PROMPTS=1500, e2e-qps PROMPTS=4000, tune BUDGET=470 LIMIT=540 (what was left of the device
 # time); find_qps_check then had 15-s probes and a 60-s confirm (its defaults are 6 s and 60 s since).
-# fq-single: find_qps_check on GPU 0 beside gpu_suite --parts single (PROMPTS, 1500) on GPU 1;
+# fq-single: find_qps_check on GPU 0 beside gpu_suite --parts single (PROMPTS, 2000) on GPU 1 (at 7ac25ac
+# it passed --prompts 1500, which single ignores: it ran its default 2000);
 # fq-escalate: find_qps_check on GPU 0 and the same with find-qps --escalate on GPU 1.
 set -uo pipefail
 phase=${1:?phase}
@@ -65,7 +66,7 @@ case $phase in
     (CUDA_VISIBLE_DEVICES=0 timeout 580 python3 -m harness.perf.find_qps_check --model $llama "${dummy[@]}" \
        --force-output-tokens --commit "$commit" --out "$out" > "$out/find-qps-check.log" 2>&1
      echo "find_qps_check rc $?" >> "$out/find-qps-check.log") &
-    (CUDA_VISIBLE_DEVICES=1 timeout 580 python3 -m harness.perf.gpu_suite --parts single --prompts "${PROMPTS:-1500}" \
+    (CUDA_VISIBLE_DEVICES=1 timeout 580 python3 -m harness.perf.gpu_suite --parts single --single-prompts "${PROMPTS:-2000}" \
        --commit "$commit" --out "$out" > "$out/single.log" 2>&1; echo "single rc $?" >> "$out/single.log") &
     wait ;;
   fq-escalate)

@@ -260,6 +260,7 @@ class Search:
 
     def confirm(self, chosen: float, margin: float, slope: float | None, result: dict) -> None:
         args, scenario = self.args, self.args.scenario
+        failed: list[Probe] = []
         for _ in range(args.confirm_attempts):
             conf = confirm_conf(scenario, chosen, args.confirm_duration_ms, self.runner.samples)
             try:
@@ -275,6 +276,9 @@ class Search:
                                                      "early_stopping": confirm.early_stopping})
             if confirm.valid:
                 break
+            if failed and confirm.ratio > 1 < failed[-1].ratio and failed[-1].qps > confirm.qps:
+                slope = headroom_slope(confirm, failed[-1:]) or slope  # measured at the confirm's own length
+            failed.append(confirm)
             chosen, why = retry_rate(confirm, margin, slope, args.min_margin)
             result.setdefault("retries", []).append({"after_qps": confirm.qps, "next_qps": chosen, "why": why})
 

@@ -75,7 +75,8 @@ def knee_margin(best: Probe, repeat: Probe | None, probes: list[Probe], confirm_
 def retry_rate(failed: Probe, margin: float, slope: float | None, floor: float) -> tuple[float, str]:
     """The next confirming rate after `failed` was INVALID: RETRY_STEP lower, or lower still where the
     headroom slope through the failed run's r puts the knee (less `floor`); without a slope, the
-    margin again (at least RETRY_STEP)."""
+    margin again (at least RETRY_STEP). The slope is the probes' until two confirming runs have
+    failed; then the one between them, measured at the confirm's own length, replaces it."""
     if slope and failed.ratio > 1:
         step = failed.qps * (1 - RETRY_STEP)
         knee = failed.qps + (1 / failed.ratio - 1) / slope

@@ -217,3 +217,21 @@ def test_a_state_file_from_before_escalate_became_a_flag_resumes_without_it(tmp_
     assert State(tmp_path / "find-qps.json", plain).resumed == 0  # the old settings had no "escalate" key
     with pytest.raises(StateError, match=r"other settings \(escalate\)"):
         State(tmp_path / "find-qps.json", escalating)
+
+
+def test_after_two_failed_confirms_the_slope_between_them_places_the_next(tmp_path):
+    """The Interactive sim under a loaded machine (a full suite): 2-s probes gave a headroom slope of
+    0.040/qps, but 4-s confirming runs failed at 142.565 (r 1.266) and then about 134.5 (1.157), and a
+    third 5 % lower at 127.784 (1.047) too. The slope between the two failed confirms (0.0093/qps, at
+    the confirm's own length) puts the knee near 120: the third attempt goes there (less 2 %)."""
+    recorded = {142.565: 1.266, 134.566: 1.157}
+    runner = Runner({}, lambda q, ms: recorded.get(q, 0.9))
+    args = build_parser().parse_args(["--workers", "w", "--dataset", "d", "--offline-qps", "200", "--quiet"])
+    search_ = Search(args, State(tmp_path / "find-qps.json", {}), runner, Live("t", 12, 7200, quiet=True))
+    result = {"confirm": None}
+    search_.confirm(142.565, 0.06, 0.040, result)
+    slope = (1 / 1.157 - 1 / 1.266) / (142.565 - 134.566)
+    third = round((134.566 + (1 / 1.157 - 1) / slope) * 0.98, 3)
+    assert [q for kind, q, _ in runner.asked] == [142.565, 134.566, third] and 117 < third < 118
+    assert result["confirm"]["validity"] == "VALID" and result["found_qps"] == third
+    assert f"{slope:.3f}/qps puts the knee" in result["retries"][1]["why"]
