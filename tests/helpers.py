@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -137,3 +139,18 @@ def campaign_state(out: pathlib.Path) -> dict:
         return json.loads((out / "campaign-state.json").read_text())
     except (OSError, ValueError):
         return {}
+
+
+def free_port() -> int:
+    """A free loopback port below the kernel's ephemeral range, for a child process to bind: a port
+    from bind(0) can be handed to any outgoing connection before the child binds it (a full suite
+    lost a run to "port ... in use")."""
+    low = int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(max(1024, low - 12000), low), 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")

@@ -9,9 +9,10 @@ import pathlib
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
+
+from helpers import free_port
 
 
 class CannotStart(RuntimeError):
@@ -28,19 +29,13 @@ def _binaries() -> pathlib.Path:
     raise CannotStart("PostgreSQL is not installed (Debian's postgresql package; .ci/run installs it)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PostgresServer:
     user = "bench"
 
     def __init__(self):
         self.bin = _binaries()
         self.password = secrets.token_hex(12)
-        self.port = _free_port()
+        self.port = free_port()
         self.root = pathlib.Path(tempfile.mkdtemp(prefix="harness-pg-"))
         self.data = self.root / "data"
         self.as_user: list[str] = []

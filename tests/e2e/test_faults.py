@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
-from helpers import REPO, manifest_of, only_run_dir
+from helpers import REPO, free_port, manifest_of, only_run_dir
 from harness.run.local_workers import LocalWorkers
 from sut.worker.launch import WorkerProcess, WorkerSpec
 
@@ -108,9 +107,7 @@ def test_a_stopped_worker_in_server_is_dropped_within_seconds_with_default_limit
 
 def test_worker_started_after_the_run_began_joins(sim_workers, slow_sim_args, tiny_dataset, smoke_conf, tmp_path):
     first = sim_workers(1)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        late_port = sock.getsockname()[1]
+    late_port = free_port()
     late_address = f"127.0.0.1:{late_port}"
     harness = start_harness(tmp_path, [first.workers[0].address, late_address], tiny_dataset, smoke_conf(32),
                             "--connect-timeout", "1")

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 
-from helpers import REPO, campaign_state, interrupt_when_ready, manifest_of, sigint_ignored
+from helpers import REPO, campaign_state, free_port, interrupt_when_ready, manifest_of, sigint_ignored
 from helpers import run_campaign as campaign
 
 def base(tmp_path, dataset, workers: str, extra: str = "") -> str:
@@ -33,9 +32,7 @@ def test_bad_config_is_one_line_per_problem(tmp_path):
 
 
 def test_unreachable_workers_fail_before_any_run(tiny_dataset, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens there once closed
+    port = free_port()  # nothing listens there
     path = tmp_path / "c.toml"
     path.write_text(base(tmp_path, tiny_dataset, f'[workers]\naddresses = ["127.0.0.1:{port}"]\n'
                                                  f'reachable_timeout_s = 1'))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import random
 import shutil
 import signal
 import socket
@@ -19,26 +18,12 @@ from harness.deploy.agent import start_time
 from sut.build_info import source_revision
 from sut.worker.bench_security import make_certificates
 from builds import commit_all, needs_git, pip_wheel, project_checkout
-from helpers import REPO, manifest_of, only_run_dir, run_harness
+from helpers import REPO, free_port, manifest_of, only_run_dir, run_harness
 
 SSHD = "/usr/sbin/sshd"
 pytestmark = pytest.mark.skipif(not (os.path.exists(SSHD) and shutil.which("ssh-keygen")),
                                 reason="needs Debian's openssh-server (/usr/sbin/sshd) and ssh-keygen "
                                        "(.ci/run installs them)")
-
-
-def free_port() -> int:
-    """A port below the kernel's ephemeral range: one from it (bind to port 0) can be handed to any
-    outgoing connection before the worker binds it (a full suite lost a run to "port ... in use")."""
-    low = int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for port in random.sample(range(max(1024, low - 12000), low), 200):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 def keygen(path: pathlib.Path) -> pathlib.Path:

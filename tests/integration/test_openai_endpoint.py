@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 
 from harness.run.local_workers import LocalWorkers
-from helpers import REPO, manifest_of, only_run_dir, run_harness
+from helpers import REPO, free_port, manifest_of, only_run_dir, run_harness
 
 pytest.importorskip("fastapi", reason="transformers serve needs its serving extra: pip install -e '.[all]'")
 pytest.importorskip("uvicorn", reason="transformers serve needs its serving extra: pip install -e '.[all]'")
@@ -28,16 +27,10 @@ SAMPLES = 6
 MAX_NEW = 24
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def openai_server(real_model, tmp_path_factory):
     """`transformers serve` on the real model; yields (process, endpoint address). Stopped by pid."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("openai-server") / "server.log"
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-m", "transformers.cli.transformers", "serve", str(real_model),
