@@ -276,7 +276,7 @@ class Search:
                                                      "early_stopping": confirm.early_stopping})
             if confirm.valid:
                 break
-            if failed and confirm.ratio > 1 < failed[-1].ratio and failed[-1].qps > confirm.qps:
+            if failed and confirm.ratio > 1 and failed[-1].ratio > 1 and failed[-1].qps > confirm.qps:
                 slope = headroom_slope(confirm, failed[-1:]) or slope  # measured at the confirm's own length
             failed.append(confirm)
             chosen, why = retry_rate(confirm, margin, slope, args.min_margin)
